@@ -1,0 +1,35 @@
+# medsam2-bench: download -> convert -> train -> predict -> evaluate -> report.
+# Default config: the CPU demo. Paper reproduction: --configfile config/paper.yaml.
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/medsam2.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+# One folder per baseline kind: included when a model of that kind is configured.
+for _kind in sorted({spec["kind"] for spec in config["models"].values()}):
+    if Path(f"baselines/{_kind}/rules.smk").is_file():
+
+        include: f"baselines/{_kind}/rules.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_metrics_files(),
+        rules.report.output,

@@ -1,0 +1,53 @@
+"""`medsam2 <stage> ...`: the one command that Snakemake rules call.
+
+Each stage module owns its sub-command: it defines ``add_subcommand(subparsers)``, which
+adds a parser whose ``func`` default takes the parsed arguments and returns an exit code.
+This file only lists the stages, and imports just the module of the stage being run: a
+rule that generates phantoms does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: stage name -> (module defining ``add_subcommand``, one-line help), in pipeline order
+STAGES: dict[str, tuple[str, str]] = {
+    "datasets": ("medsam2.data.registry", "list, download, extract, convert paper datasets"),
+    "synth": ("medsam2.data.phantoms", "generate a synthetic phantom dataset"),
+    "prompts": ("medsam2.data.prompts", "compute the evaluation prompts of a dataset"),
+    "train": ("medsam2.train", "train a MedSAM-2 / SAM 2 model on frame clips"),
+    "predict": ("medsam2.predict", "predict a dataset's test split with MedSAM-2 / SAM 2"),
+    "evaluate": ("medsam2.evaluate", "Dice / HD95 per case and label into a metrics CSV"),
+    "report": ("medsam2.report.build", "tables, statistics and figures from all metrics"),
+    "config": ("medsam2.config", "validate a config or write the resolved config"),
+    "profile": ("medsam2.profile", "install the SLURM profile for `snakemake --profile slurm`"),
+}
+
+
+def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``stage`` only that stage's module is imported and its flags added."""
+    parser = argparse.ArgumentParser(
+        prog="medsam2",
+        description="MedSAM-2 benchmark stages (normally called by the Snakemake workflow).",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
+    for name, (module, help_text) in STAGES.items():
+        if name == stage:
+            importlib.import_module(module).add_subcommand(subparsers)
+        else:
+            subparsers.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    stage = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(stage if stage in STAGES else None).parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""The one converter framework: raw dataset files -> the standard layout (layout.py).
+
+A dataset's converter (``medsam2/data/converters/<key>.py``) only says where its cases
+are: it returns ``RawCase`` records (an image file, a label file or a set of binary mask
+files, an optional spacing). Everything else is common and lives here: reading any of
+the formats the 14 datasets use (NIfTI; MHA/MHD/NRRD/DICOM via SimpleITK; PNG/JPG/BMP/
+PPM/TIF, optionally gzipped, via PIL; NumPy .npy), keeping the true geometry (RAS affine,
+3D volumes reoriented to the closest canonical orientation), checking that image and
+label agree, mapping raw label values to the dataset file's output labels, a seeded
+split, writing, ``dataset.json`` and a conversion report. A case that fails is reported
+with its file and the reason and skipped; the other cases are converted.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+from PIL import Image as PILImage
+
+from medsam2.data.layout import (
+    LayoutError,
+    Volume,
+    affine_from_spacing,
+    check_label,
+    check_pair,
+    seeded_split,
+    write_case,
+    write_dataset_json,
+    write_splits,
+)
+
+PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".gif")
+SITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr", ".dcm")
+if TYPE_CHECKING:  # pragma: no cover
+    from medsam2.data.registry import DatasetSpec
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+class ConversionError(RuntimeError):
+    """No case of a dataset could be converted (the message lists each file's reason)."""
+
+
+@dataclass(frozen=True)
+class RawCase:
+    """One case as a dataset ships it.
+
+    ``label`` is one label file, or ``((path, value), ...)`` binary masks composed into
+    one label (later masks win where they overlap); None when no label was found.
+    ``spacing`` overrides the files' own geometry (NumPy arrays carry none).
+    """
+
+    case_id: str
+    image: Path
+    label: Path | tuple[tuple[Path, int], ...] | None
+    spacing: tuple[float, ...] | None = None
+
+
+# --------------------------------------------------------------------------- reading
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    return "." + name.rsplit(".", 1)[-1] if "." in name else ""
+
+
+def read_any(path: Path | str, is_label: bool = False) -> Volume:
+    """Read an image or label file in any supported format (LayoutError names the file)."""
+    path = Path(path)
+    if not path.exists():
+        raise LayoutError(f"{path}: file not found")
+    suffix = _suffix(path)
+    try:
+        if suffix == ".nii":
+            img = nib.load(str(path))
+            array = np.asanyarray(img.dataobj)
+            while array.ndim > 3 and array.shape[-1] == 1:
+                array = array[..., 0]
+            return Volume(np.asarray(array), np.asarray(img.affine, dtype=np.float64))
+        if path.is_dir() or suffix in SITK_SUFFIXES:
+            return _read_sitk(path)
+        if suffix in PIL_SUFFIXES:
+            data = gzip.open(path).read() if path.name.lower().endswith(".gz") else None
+            with PILImage.open(io.BytesIO(data) if data is not None else path) as im:
+                array = np.asarray(im)
+            return Volume(_grey(array, path, is_label), np.eye(4))
+        if suffix == ".npy":
+            return Volume(np.load(path, allow_pickle=False), np.eye(4))
+    except LayoutError:
+        raise
+    except Exception as exc:  # readers raise many types; the user needs the file name
+        raise LayoutError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
+    raise LayoutError(f"{path}: unsupported file type '{suffix}'")
+
+
+def _read_sitk(path: Path) -> Volume:
+    if path.is_dir():  # a DICOM series
+        reader = sitk.ImageSeriesReader()
+        names = reader.GetGDCMSeriesFileNames(str(path))
+        if not names:
+            raise LayoutError(f"{path}: no DICOM series in folder")
+        reader.SetFileNames(names)
+        image = reader.Execute()
+    else:
+        image = sitk.ReadImage(str(path))
+    array = sitk.GetArrayFromImage(image)
+    if image.GetNumberOfComponentsPerPixel() > 1:
+        raise LayoutError(f"{path}: multi-component image not supported")
+    if array.ndim == 2:  # a 2D image: (rows, cols) as the layout wants it
+        return Volume(array, affine_from_spacing(image.GetSpacing()[::-1]))
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = direction * np.asarray(image.GetSpacing())
+    affine[:3, 3] = image.GetOrigin()
+    return Volume(np.transpose(array, (2, 1, 0)), LPS_TO_RAS @ affine)  # (z,y,x)->(x,y,z)
+
+
+def _grey(array: np.ndarray, path: Path, is_label: bool) -> np.ndarray:
+    """Colour 2D files -> one channel (the standard layout is single-channel).
+
+    Images take the channel mean; a label must have identical channels, else it is not a
+    label map and the case fails.
+    """
+    if array.ndim != 3:
+        return array
+    if array.shape[-1] == 2:  # grey + alpha
+        return array[..., 0]
+    rgb = array[..., :3]
+    if is_label:
+        if not (np.array_equal(rgb[..., 0], rgb[..., 1])
+                and np.array_equal(rgb[..., 0], rgb[..., 2])):
+            raise LayoutError(f"{path}: colour label (channels differ), not a label map")
+        return rgb[..., 0]
+    grey = rgb.astype(np.float32).mean(axis=-1)
+    return np.rint(grey).astype(array.dtype) if np.issubdtype(array.dtype, np.integer) else grey
+
+
+def to_canonical(volume: Volume) -> Volume:
+    """Reorder/flip voxel axes to the closest RAS orientation (geometry is unchanged)."""
+    ornt = nib.orientations.io_orientation(volume.affine)
+    target = nib.orientations.axcodes2ornt(("R", "A", "S"))
+    transform = nib.orientations.ornt_transform(ornt, target)
+    if np.array_equal(transform, [[0, 1], [1, 1], [2, 1]]):
+        return volume
+    array = nib.orientations.apply_orientation(volume.array, transform)
+    affine = volume.affine @ nib.orientations.inv_ornt_aff(transform, volume.array.shape)
+    return Volume(np.ascontiguousarray(array), affine)
+
+
+# --------------------------------------------------------------------------- labels
+def map_labels(
+    array: np.ndarray,
+    source_labels: dict[str, int],
+    labels: dict[str, list[str]],
+    path: Path | str,
+) -> np.ndarray:
+    """Raw label values -> output values 1..N; unknown raw values fail the case.
+
+    A raw value not claimed by any output label becomes background (0). Raw 0 is
+    background unless ``source_labels`` gives 0 a meaning (REFUGE: 0 is the optic cup).
+    """
+    check_label(array, path)
+    values = np.unique(array).astype(np.int64)
+    allowed = set(source_labels.values())
+    if 0 not in allowed:
+        allowed.add(0)
+    unexpected = sorted(set(values.tolist()) - allowed)
+    if unexpected:
+        raise LayoutError(
+            f"{path}: unexpected label values {unexpected[:10]} (the dataset file allows "
+            f"{sorted(allowed)})"
+        )
+    out = np.zeros(array.shape, dtype=np.uint8)
+    for value, parts in enumerate(labels.values(), start=1):
+        for part in parts:
+            out[array == source_labels[part]] = value
+    return out
+
+
+def _read_label(case: RawCase) -> tuple[Volume, Path]:
+    if isinstance(case.label, Path):
+        return read_any(case.label, is_label=True), case.label
+    assert case.label is not None
+    first = None
+    for mask_path, value in case.label:
+        mask = read_any(mask_path, is_label=True)
+        check_label(mask.array, mask_path)
+        if first is None:
+            first = Volume(np.zeros(mask.array.shape, dtype=np.int16), mask.affine)
+        else:
+            check_pair(first, mask, mask_path)
+        first.array[mask.array > 0] = value
+    assert first is not None
+    return first, case.label[0][0]
+
+
+def load_case(case: RawCase, spec_labels: tuple[dict, dict], dims: int) -> tuple[Volume, Volume]:
+    """Read, check and map one case; raise LayoutError naming the file and the reason."""
+    if case.label is None or (not isinstance(case.label, Path) and not case.label):
+        raise LayoutError(f"{case.image}: no label file found for case '{case.case_id}'")
+    image = read_any(case.image)
+    label, label_path = _read_label(case)
+    if image.ndim != dims:
+        raise LayoutError(f"{case.image}: {image.ndim}D image, the dataset is {dims}D")
+    if case.spacing is not None:
+        affine = affine_from_spacing(case.spacing)
+        image, label = Volume(image.array, affine), Volume(label.array, affine)
+    check_pair(image, label, f"{case.image} (label {label_path})")
+    mapped = Volume(map_labels(label.array, *spec_labels, label_path), label.affine)
+    if dims == 3:
+        image, mapped = to_canonical(image), to_canonical(mapped)
+    return image, mapped
+
+
+# --------------------------------------------------------------------------- driver
+@dataclass
+class ConversionReport:
+    dataset: str
+    converted: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"{self.dataset}: {len(self.converted)} cases converted, "
+                 f"{len(self.skipped)} skipped"]
+        lines += [f"  skipped {s['case']}: {s['reason']}" for s in self.skipped]
+        return "\n".join(lines)
+
+
+def safe_case_id(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
+
+
+def run_conversion(
+    name: str,
+    cases: Sequence[RawCase],
+    out: Path,
+    dims: int,
+    source_labels: dict[str, int],
+    labels: dict[str, list[str]],
+    seed: int,
+    test_fraction: float,
+    channel_name: str = "image",
+    extra_meta: dict | None = None,
+) -> ConversionReport:
+    """Convert ``cases`` into ``out`` atomically (a temp folder renamed at the end).
+
+    The seeded split is drawn over the cases that converted (sorted ids), so it depends
+    only on the data and the seed.
+    """
+    if not cases:
+        raise ConversionError(f"{name}: no cases found (is the layout what the converter expects?)")
+    ids = [c.case_id for c in cases]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise ConversionError(f"{name}: duplicate case ids {dupes[:5]}")
+    ending = ".png" if dims == 2 else ".nii.gz"
+    tmp = out.parent / f".{out.name}.converting"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    report = ConversionReport(name)
+    for case in cases:
+        try:
+            image, label = load_case(case, (source_labels, labels), dims)
+            write_case(tmp, case.case_id, "train", image, label, ending)
+            report.converted.append(case.case_id)
+        except LayoutError as exc:
+            report.skipped.append({"case": case.case_id, "reason": str(exc)})
+    if not report.converted:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ConversionError(f"{name}: no case could be converted\n{report.summary()}")
+    # Split over the cases that converted, so a bad case never empties a split.
+    done = report.converted
+    train, test = seeded_split(done, test_fraction, seed) if len(done) > 1 else ([], done)
+    for cid in test:
+        for folder, name in (("imagesTr", f"{cid}_0000{ending}"), ("labelsTr", f"{cid}{ending}")):
+            dest = tmp / folder.replace("Tr", "Ts") / name
+            dest.parent.mkdir(exist_ok=True)
+            (tmp / folder / name).replace(dest)
+    out_labels = {"background": 0, **{n: i + 1 for i, n in enumerate(labels)}}
+    write_splits(tmp, train, test, seed)
+    (tmp / "conversion_report.json").write_text(json.dumps(
+        {"converted": report.converted, "skipped": report.skipped}, indent=2) + "\n")
+    write_dataset_json(tmp, out_labels, len(train), ending, {"0": channel_name},
+                       numTest=len(test), **(extra_meta or {}))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.replace(out)
+    return report
+
+
+def convert_dataset(spec: DatasetSpec, src: Path, out: Path, seed: int = 0,
+                    test_fraction: float | None = None) -> ConversionReport:
+    """Convert one registry dataset from its extracted folder into ``out``."""
+    from medsam2.data.converters import CONVERTERS
+
+    if not Path(src).is_dir():
+        raise ConversionError(f"{src}: extracted data folder not found (run extract first)")
+    cases = CONVERTERS[spec.converter](Path(src), spec.options)
+    meta = {"source": spec.key, "modality": spec.modality, "prompt": spec.prompt,
+            "target_labels": spec.target_labels, "paper_key": spec.paper_key,
+            "paper_structures": spec.paper_structures}
+    return run_conversion(
+        out.name, cases, Path(out), spec.dims, spec.source_labels, spec.labels, seed,
+        test_fraction if test_fraction is not None else spec.split["test_fraction"],
+        spec.channel_name, meta,
+    )
+
+
+def import_local(path: Path, out: Path, seed: int = 0, test_fraction: float = 0.2,
+                 dims: int | None = None, modality: str = "unknown",
+                 prompt: str = "box") -> ConversionReport:
+    """Bring your own data: nnU-Net raw layout or ``images/`` + ``labels/`` paired by name."""
+    from medsam2.data.converters import local
+
+    cases, label_names = local.find_cases(Path(path), {})
+    if dims is None:
+        dims = 2 if cases and _suffix(cases[0].image) in PIL_SUFFIXES else 3
+    source = {n: v for n, v in label_names.items() if v != 0}
+    labels = {n: [n] for n in source}
+    return run_conversion(
+        out.name, cases, Path(out), dims, source, labels, seed, test_fraction,
+        "CT" if modality.upper() == "CT" else modality,
+        {"source": f"local:{path}", "modality": modality, "prompt": prompt,
+         "target_labels": list(labels)},
+    )

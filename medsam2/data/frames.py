@@ -1,0 +1,80 @@
+"""Images as frame sequences: what MedSAM-2 (a video model) sees of a volume or image set.
+
+A 3D volume becomes its slices along one axis; each slice is intensity-normalised to
+[0, 1] (CT: a fixed window in HU; other modalities: the volume's 0.5-99.5 percentiles),
+repeated to 3 channels, resized to the model's square input and normalised with the
+ImageNet statistics that SAM 2's image encoder was trained with. Masks are resized with
+nearest neighbours; predicted logits are resized back bilinearly, as SAM 2 does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_CT_WINDOW = (-160.0, 240.0)  # abdominal soft-tissue window
+
+
+@dataclass(frozen=True)
+class Intensity:
+    """How raw intensities map to [0, 1]: a CT window or volume percentiles."""
+
+    kind: str = "percentile"  # "ct" | "percentile"
+    low: float = 0.5
+    high: float = 99.5
+
+    @classmethod
+    def for_channel(cls, channel_name: str, window: tuple[float, float] | None = None) -> Intensity:
+        if channel_name.upper() == "CT":
+            lo, hi = window or DEFAULT_CT_WINDOW
+            return cls("ct", lo, hi)
+        return cls("percentile", 0.5, 99.5)
+
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        a = np.asarray(array, dtype=np.float32)
+        if self.kind == "ct":
+            lo, hi = self.low, self.high
+        else:
+            lo, hi = np.percentile(a, [self.low, self.high])
+        return np.clip((a - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0)
+
+
+def slices(array: np.ndarray, axis: int) -> np.ndarray:
+    """(T, H, W) stack of slices along ``axis`` (2D input: a single frame)."""
+    if array.ndim == 2:
+        return array[None]
+    return np.moveaxis(array, axis, 0)
+
+
+def unslice(stack: np.ndarray, axis: int, ndim: int) -> np.ndarray:
+    """Inverse of ``slices``."""
+    if ndim == 2:
+        return stack[0]
+    return np.moveaxis(stack, 0, axis)
+
+
+def to_model_frames(stack01: np.ndarray, image_size: int) -> torch.Tensor:
+    """(T, H, W) in [0, 1] -> (T, 3, S, S) float tensor normalised for the image encoder."""
+    x = torch.from_numpy(np.ascontiguousarray(stack01, dtype=np.float32))[:, None]
+    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    x = x.expand(-1, 3, -1, -1)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous()
+
+
+def to_model_masks(stack: np.ndarray, image_size: int) -> torch.Tensor:
+    """(T, H, W) binary -> (T, 1, S, S) float {0, 1} (nearest neighbour)."""
+    x = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[:, None]
+    return F.interpolate(x, size=(image_size, image_size), mode="nearest")
+
+
+def logits_to_original(logits: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """(T, 1, h, w) logits -> (T, H, W) logits at the original slice size (bilinear)."""
+    out = F.interpolate(logits.float(), size=hw, mode="bilinear", align_corners=False)
+    return out[:, 0]

@@ -1,0 +1,309 @@
+"""The standard dataset layout: nnU-Net v2 raw format, one folder per dataset key.
+
+Every stage after conversion reads data through this module, so that nnU-Net (which reads
+the folder as is) and MedSAM-2 see exactly the same cases, spacing and labels::
+
+    results/datasets/{dataset}/
+        imagesTr/{case}_0000.nii.gz   labelsTr/{case}.nii.gz
+        imagesTs/{case}_0000.nii.gz   labelsTs/{case}.nii.gz
+        dataset.json                  # channel_names, labels, numTraining, file_ending
+        splits.json                   # {"seed": int, "train": [...], "test": [...]}
+
+3D images are NIfTI with their true affine (array axes = voxel axes i, j, k as nibabel
+returns them; spacing = voxel sizes in mm). 2D images are PNG (array axes = rows,
+columns; spacing 1 x 1 unless ``dataset.json`` says otherwise under ``spacing_2d``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from PIL import Image as PILImage
+
+SPLIT_FOLDERS = {"train": ("imagesTr", "labelsTr"), "test": ("imagesTs", "labelsTs")}
+SUPPORTED_ENDINGS = (".nii.gz", ".png")
+
+
+class LayoutError(ValueError):
+    """A dataset folder or file violates the standard layout (message names the file)."""
+
+
+@dataclass
+class Volume:
+    """An image or label array with its geometry.
+
+    ``array`` is (i, j, k) for 3D and (rows, cols) for 2D; ``affine`` maps voxel indices
+    to millimetres (RAS for NIfTI), so spacing is the column norms of its 3x3 block.
+    """
+
+    array: np.ndarray
+    affine: np.ndarray = field(default_factory=lambda: np.eye(4))
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        zooms = np.linalg.norm(self.affine[:3, :3], axis=0)
+        return tuple(float(z) for z in zooms[: self.array.ndim])
+
+    @property
+    def ndim(self) -> int:
+        return self.array.ndim
+
+
+def affine_from_spacing(spacing: Sequence[float]) -> np.ndarray:
+    """A diagonal affine for the given voxel sizes (2D spacing gets a unit third axis)."""
+    sp = list(spacing) + [1.0] * (3 - len(spacing))
+    return np.diag([*sp, 1.0]).astype(np.float64)
+
+
+def file_ending(path: Path | str) -> str:
+    name = str(path)
+    for ending in SUPPORTED_ENDINGS:
+        if name.endswith(ending):
+            return ending
+    raise LayoutError(f"{path}: unsupported file type (expected one of {SUPPORTED_ENDINGS})")
+
+
+def read_volume(path: Path | str, spacing_2d: Sequence[float] = (1.0, 1.0)) -> Volume:
+    """Read a NIfTI or PNG file; raise LayoutError naming the file on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise LayoutError(f"{path}: file not found")
+    ending = file_ending(path)
+    try:
+        if ending == ".nii.gz":
+            img = nib.load(str(path))
+            array = np.asanyarray(img.dataobj)
+            affine = np.asarray(img.affine, dtype=np.float64)
+        else:
+            with PILImage.open(path) as im:
+                array = np.asarray(im)
+            if array.ndim == 3:  # RGB(A) PNG -> grey, the 2D datasets here are single-channel
+                array = array[..., :3].mean(axis=-1)
+            affine = affine_from_spacing(spacing_2d)
+    except Exception as exc:  # nibabel/PIL raise many types; the user needs the file name
+        raise LayoutError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
+    return Volume(np.asarray(array), affine)
+
+
+def write_volume(path: Path | str, volume: Volume, is_label: bool = False) -> Path:
+    """Write NIfTI (keeps the affine) or PNG (uint8 labels, uint8/uint16 images)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ending = file_ending(path)
+    array = volume.array
+    if ending == ".nii.gz":
+        dtype = np.uint8 if is_label and array.max(initial=0) < 256 else None
+        data = array.astype(dtype) if dtype is not None else array
+        if not is_label and data.dtype == np.float64:
+            data = data.astype(np.float32)
+        img = nib.Nifti1Image(data, volume.affine)
+        img.header.set_xyzt_units("mm")
+        if dtype is not None:
+            img.header.set_data_dtype(dtype)
+        nib.save(img, str(path))
+    else:
+        if array.ndim != 2:
+            raise LayoutError(f"{path}: PNG needs a 2D array, got shape {array.shape}")
+        if is_label or array.max(initial=0) < 256:
+            data = array.astype(np.uint8)
+        else:
+            data = array.astype(np.uint16)
+        PILImage.fromarray(data).save(path)
+    return path
+
+
+@dataclass(frozen=True)
+class Case:
+    """One case of a standard dataset: where its image channels and label live."""
+
+    case_id: str
+    split: str
+    images: tuple[Path, ...]
+    label: Path | None
+
+
+class StandardDataset:
+    """Read access to one dataset in the standard layout.
+
+    The folder is checked up front (``verify``) so that a missing label or a case whose
+    image and label disagree fails before any model is trained.
+    """
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        meta_path = self.root / "dataset.json"
+        if not meta_path.is_file():
+            raise LayoutError(f"{meta_path}: missing (not a standard dataset folder)")
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise LayoutError(f"{meta_path}: invalid JSON ({exc})") from exc
+        for key in ("channel_names", "labels", "file_ending"):
+            if key not in self.meta:
+                raise LayoutError(f"{meta_path}: key '{key}' missing")
+        splits_path = self.root / "splits.json"
+        self.splits = json.loads(splits_path.read_text()) if splits_path.is_file() else None
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def file_ending(self) -> str:
+        return self.meta["file_ending"]
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """Foreground labels, name -> value (background excluded)."""
+        return {k: int(v) for k, v in self.meta["labels"].items() if int(v) != 0}
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.meta["channel_names"])
+
+    @property
+    def is_3d(self) -> bool:
+        return self.file_ending == ".nii.gz" and not self.meta.get("is_2d", False)
+
+    @property
+    def spacing_2d(self) -> tuple[float, float]:
+        return tuple(self.meta.get("spacing_2d", (1.0, 1.0)))  # type: ignore[return-value]
+
+    def cases(self, split: str = "test") -> list[Case]:
+        if split not in SPLIT_FOLDERS:
+            raise LayoutError(f"unknown split '{split}' (expected one of {list(SPLIT_FOLDERS)})")
+        img_dir, lab_dir = (self.root / d for d in SPLIT_FOLDERS[split])
+        if not img_dir.is_dir():
+            return []
+        ending = self.file_ending
+        suffix = f"_0000{ending}"
+        ids = sorted(p.name[: -len(suffix)] for p in img_dir.glob(f"*{suffix}"))
+        out = []
+        for cid in ids:
+            images = tuple(img_dir / f"{cid}_{c:04d}{ending}" for c in range(self.num_channels))
+            label = lab_dir / f"{cid}{ending}"
+            out.append(Case(cid, split, images, label if label.is_file() else None))
+        return out
+
+    def case(self, case_id: str) -> Case:
+        for split in SPLIT_FOLDERS:
+            for c in self.cases(split):
+                if c.case_id == case_id:
+                    return c
+        raise LayoutError(f"{self.root}: no case '{case_id}'")
+
+    def read_image(self, case: Case) -> Volume:
+        """The first channel (all datasets of the benchmark are single-channel)."""
+        return read_volume(case.images[0], self.spacing_2d)
+
+    def read_label(self, case: Case) -> Volume:
+        if case.label is None:
+            raise LayoutError(f"{self.root}: case '{case.case_id}' has no label file")
+        vol = read_volume(case.label, self.spacing_2d)
+        check_label(vol.array, case.label)
+        return Volume(np.asarray(vol.array).astype(np.int16), vol.affine)
+
+    def iter_cases(self, split: str = "test") -> Iterator[tuple[Case, Volume, Volume]]:
+        for case in self.cases(split):
+            yield case, self.read_image(case), self.read_label(case)
+
+    def verify(self) -> list[str]:
+        """Return a list of problems (empty when the dataset is sound)."""
+        problems = []
+        for split in SPLIT_FOLDERS:
+            for case in self.cases(split):
+                try:
+                    image, label = self.read_image(case), self.read_label(case)
+                    check_pair(image, label, case.images[0])
+                except LayoutError as exc:
+                    problems.append(str(exc))
+        if not self.cases("train") and not self.cases("test"):
+            problems.append(f"{self.root}: no cases in imagesTr or imagesTs")
+        return problems
+
+
+def check_label(array: np.ndarray, path: Path | str) -> None:
+    if not np.issubdtype(array.dtype, np.integer):
+        if not np.all(np.isfinite(array)) or not np.all(np.equal(np.mod(array, 1), 0)):
+            raise LayoutError(f"{path}: label has non-integer values")
+    if array.min(initial=0) < 0:
+        raise LayoutError(f"{path}: label has negative values")
+
+
+def check_pair(image: Volume, label: Volume, path: Path | str, atol: float = 1e-3) -> None:
+    """Image and label must share the grid: same shape and (for NIfTI) the same affine."""
+    if image.array.shape != label.array.shape:
+        raise LayoutError(
+            f"{path}: image shape {image.array.shape} != label shape {label.array.shape}"
+        )
+    if not np.allclose(image.affine, label.affine, atol=atol):
+        raise LayoutError(f"{path}: image and label affines differ")
+    if np.issubdtype(image.array.dtype, np.floating) and not np.all(np.isfinite(image.array)):
+        raise LayoutError(f"{path}: image contains NaN or inf")
+
+
+def write_case(
+    root: Path | str,
+    case_id: str,
+    split: str,
+    image: Volume,
+    label: Volume | None,
+    file_ending: str = ".nii.gz",
+) -> Case:
+    """Write one case into the standard layout (single channel)."""
+    root = Path(root)
+    img_dir, lab_dir = (root / d for d in SPLIT_FOLDERS[split])
+    img_path = write_volume(img_dir / f"{case_id}_0000{file_ending}", image)
+    lab_path = None
+    if label is not None:
+        check_pair(image, label, img_path)
+        lab_path = write_volume(lab_dir / f"{case_id}{file_ending}", label, is_label=True)
+    return Case(case_id, split, (img_path,), lab_path)
+
+
+def write_dataset_json(
+    root: Path | str,
+    labels: dict[str, int],
+    num_training: int,
+    file_ending: str,
+    channel_names: dict[str, str] | None = None,
+    **extra: object,
+) -> Path:
+    """Write nnU-Net's dataset.json; ``labels`` must include ``background: 0``."""
+    if labels.get("background") != 0:
+        labels = {"background": 0, **labels}
+    meta = {
+        "channel_names": channel_names or {"0": "image"},
+        "labels": labels,
+        "numTraining": int(num_training),
+        "file_ending": file_ending,
+        **extra,
+    }
+    path = Path(root) / "dataset.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def write_splits(root: Path | str, train: Sequence[str], test: Sequence[str], seed: int) -> Path:
+    path = Path(root) / "splits.json"
+    path.write_text(
+        json.dumps({"seed": seed, "train": sorted(train), "test": sorted(test)}, indent=2) + "\n"
+    )
+    return path
+
+
+def seeded_split(case_ids: Sequence[str], test_fraction: float, seed: int) -> tuple[list, list]:
+    """Deterministic train/test split of case ids (at least one case on each side)."""
+    ids = sorted(case_ids)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(ids))
+    n_test = min(max(1, round(test_fraction * len(ids))), max(len(ids) - 1, 1))
+    test = sorted(ids[i] for i in order[:n_test])
+    train = sorted(ids[i] for i in order[n_test:])
+    return train, test

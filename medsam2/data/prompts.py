@@ -1,0 +1,146 @@
+"""Simulated prompts (click, box, mask) from ground truth, seeded and shared by all models.
+
+Evaluation prompts are computed once per dataset (``medsam2 prompts``) and stored in
+``results/prompts/{dataset}.json``, so every prompted model gets the very same key slice
+and the very same click or box. Training prompts are drawn from the same functions with
+the training RNG. Coordinates are (x, y) = (column, row) in pixels of the original slice,
+SAM's convention; a box is (x0, y0, x1, y1) with inclusive pixel centres.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+PROMPT_KINDS = ("click", "box", "mask")
+SLICE_AXIS_3D = 2  # NIfTI voxel axis k: axial for the usual RAS/LPS-ordered CT and MR
+
+
+@dataclass
+class Prompt:
+    """One prompt on one frame. ``mask`` prompts carry no coordinates (the GT slice is used)."""
+
+    kind: str
+    frame: int
+    points: list[list[float]]  # [[x, y], ...]
+    labels: list[int]  # 1 positive click, 0 negative, 2/3 box corners
+
+    def model_inputs(
+        self, hw: tuple[int, int], image_size: int, gt_slice: np.ndarray | None = None
+    ) -> tuple[dict | None, torch.Tensor | None]:
+        """(point_inputs, mask_inputs) for ``SAM2Base.track_step`` at the model's size."""
+        if self.kind == "mask":
+            if gt_slice is None:
+                raise ValueError("a mask prompt needs the ground-truth slice")
+            m = torch.from_numpy(np.ascontiguousarray(gt_slice, dtype=np.float32))[None, None]
+            m = torch.nn.functional.interpolate(m, size=(image_size, image_size), mode="nearest")
+            return None, m
+        h, w = hw
+        pts = torch.tensor(self.points, dtype=torch.float32)
+        # pixel centres -> model input coordinates (SAM 2 scales by size / original size)
+        scale = torch.tensor([image_size / w, image_size / h])
+        coords = ((pts + 0.5) * scale)[None]
+        labels = torch.tensor(self.labels, dtype=torch.int32)[None]
+        return {"point_coords": coords, "point_labels": labels}, None
+
+
+def key_slice(mask: np.ndarray, axis: int = SLICE_AXIS_3D) -> int:
+    """Index of the slice with the largest foreground area (the paper's prompted frame)."""
+    other = tuple(a for a in range(mask.ndim) if a != axis)
+    areas = mask.sum(axis=other)
+    if areas.max(initial=0) == 0:
+        raise ValueError("empty mask: no slice to prompt")
+    return int(np.argmax(areas))
+
+
+def box_prompt(mask2d: np.ndarray, frame: int, rng: np.random.Generator | None = None,
+               jitter: float = 0.0) -> Prompt:
+    """Tight bounding box, each side moved by up to ``jitter`` x box size (training noise)."""
+    rows, cols = np.nonzero(mask2d)
+    if rows.size == 0:
+        raise ValueError("empty mask: no box")
+    x0, x1, y0, y1 = float(cols.min()), float(cols.max()), float(rows.min()), float(rows.max())
+    if rng is not None and jitter > 0:
+        dw, dh = jitter * (x1 - x0 + 1), jitter * (y1 - y0 + 1)
+        x0, x1 = x0 + rng.uniform(-dw, dw), x1 + rng.uniform(-dw, dw)
+        y0, y1 = y0 + rng.uniform(-dh, dh), y1 + rng.uniform(-dh, dh)
+        h, w = mask2d.shape
+        x0, x1 = np.clip(sorted((x0, x1)), 0, w - 1)
+        y0, y1 = np.clip(sorted((y0, y1)), 0, h - 1)
+    return Prompt("box", frame, [[x0, y0], [x1, y1]], [2, 3])
+
+
+def click_prompt(mask2d: np.ndarray, frame: int, rng: np.random.Generator | None = None) -> Prompt:
+    """A positive click: the most interior pixel (eval) or a random interior pixel (rng)."""
+    if not mask2d.any():
+        raise ValueError("empty mask: no click")
+    if rng is None:
+        dist = ndimage.distance_transform_edt(np.pad(mask2d, 1))[1:-1, 1:-1]
+        r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    else:
+        rows, cols = np.nonzero(mask2d)
+        i = int(rng.integers(rows.size))
+        r, c = rows[i], cols[i]
+    return Prompt("click", frame, [[float(c), float(r)]], [1])
+
+
+def make_prompt(kind: str, mask2d: np.ndarray, frame: int,
+                rng: np.random.Generator | None = None, jitter: float = 0.0) -> Prompt:
+    if kind == "box":
+        return box_prompt(mask2d, frame, rng, jitter)
+    if kind == "click":
+        return click_prompt(mask2d, frame, rng)
+    if kind == "mask":
+        if not mask2d.any():
+            raise ValueError("empty mask: no mask prompt")
+        return Prompt("mask", frame, [], [])
+    raise ValueError(f"unknown prompt kind '{kind}' (expected one of {PROMPT_KINDS})")
+
+
+def dataset_prompts(dataset_dir: Path | str, kind: str, seed: int, split: str = "test") -> dict:
+    """The evaluation prompts of a dataset: case -> label -> prompt on the key slice."""
+    from medsam2.data.layout import StandardDataset  # local: keeps this module light
+
+    ds = StandardDataset(dataset_dir)
+    out: dict = {"kind": kind, "seed": seed, "axis": SLICE_AXIS_3D, "cases": {}}
+    for case in ds.cases(split):
+        label = ds.read_label(case).array
+        per_label = {}
+        for name, value in ds.labels.items():
+            mask = label == value
+            if not mask.any():
+                continue  # nothing to prompt: the model is scored on an empty GT
+            frame = key_slice(mask) if mask.ndim == 3 else 0
+            sl = mask[..., frame] if mask.ndim == 3 else mask
+            per_label[name] = asdict(make_prompt(kind, sl, frame))
+        out["cases"][case.case_id] = per_label
+    return out
+
+
+def load_prompts(path: Path | str) -> dict:
+    data = json.loads(Path(path).read_text())
+    for case, labels in data["cases"].items():
+        data["cases"][case] = {k: Prompt(**v) for k, v in labels.items()}
+    return data
+
+
+def _cli(args: argparse.Namespace) -> int:
+    prompts = dataset_prompts(args.dataset_dir, args.kind, args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(prompts, indent=1) + "\n")
+    return 0
+
+
+def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("prompts", help="compute the evaluation prompts of a dataset")
+    p.add_argument("--dataset-dir", required=True, type=Path)
+    p.add_argument("--kind", required=True, choices=PROMPT_KINDS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=_cli)

@@ -1,0 +1,142 @@
+"""One builder for every MedSAM-2 / SAM 2 architecture, and strict checkpoint I/O.
+
+Architectures are Meta's SAM 2 / 2.1 YAML files shipped in the ``sam2`` package (Hiera
+tiny, small, base+, large) plus our tiny CPU config; we read them with OmegaConf (no
+global hydra state), swap the model class for ``MedSAM2Base`` and set the input size.
+Checkpoints: Meta's official ``.pt`` files (``{"model": state_dict}``) and ours (which add
+``config``, ``step``, ``optimizer``, ``scheduler``, ``rng`` and ``code_version``) load
+with ``torch.load(weights_only=True)``; any missing or unexpected key is an error that
+lists the keys.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from medsam2.model.medsam2_base import MedSAM2Base
+from medsam2.model.memory import build_policy
+
+#: arch name -> (package, path of the YAML inside it)
+ARCHS: dict[str, tuple[str, str]] = {
+    "tiny": ("medsam2.model", "configs/tiny.yaml"),
+    "hiera_t": ("sam2", "configs/sam2.1/sam2.1_hiera_t.yaml"),
+    "hiera_s": ("sam2", "configs/sam2.1/sam2.1_hiera_s.yaml"),
+    "hiera_b+": ("sam2", "configs/sam2.1/sam2.1_hiera_b+.yaml"),
+    "hiera_l": ("sam2", "configs/sam2.1/sam2.1_hiera_l.yaml"),
+    "sam2_hiera_t": ("sam2", "configs/sam2/sam2_hiera_t.yaml"),
+    "sam2_hiera_s": ("sam2", "configs/sam2/sam2_hiera_s.yaml"),
+    "sam2_hiera_b+": ("sam2", "configs/sam2/sam2_hiera_b+.yaml"),
+    "sam2_hiera_l": ("sam2", "configs/sam2/sam2_hiera_l.yaml"),
+}
+
+#: SAM 2's inference-time mask-decoder settings (as its own builder applies them)
+POSTPROCESSING = {
+    "dynamic_multimask_via_stability": True,
+    "dynamic_multimask_stability_delta": 0.05,
+    "dynamic_multimask_stability_thresh": 0.98,
+}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, corrupt or does not fit the architecture."""
+
+
+def arch_config(arch: str, image_size: int | None = None, postprocessing: bool = True) -> dict:
+    """The resolved model config (a plain dict) of an architecture."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch '{arch}' (known: {sorted(ARCHS)})")
+    package, rel = ARCHS[arch]
+    text = resources.files(package).joinpath(rel).read_text()
+    cfg = OmegaConf.create(text.replace("# @package _global_", ""))
+    cfg.model._target_ = f"{MedSAM2Base.__module__}.{MedSAM2Base.__qualname__}"
+    if image_size is not None:
+        if image_size % 32:
+            raise ValueError(f"image_size must be a multiple of 32, got {image_size}")
+        cfg.model.image_size = image_size
+        side = image_size // 16  # RoPE tables of the memory attention match the top level
+        for att in ("self_attention", "cross_attention"):
+            cfg.model.memory_attention.layer[att].feat_sizes = [side, side]
+    if postprocessing:
+        cfg.model.sam_mask_decoder_extra_args = dict(POSTPROCESSING)
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def build_model(
+    arch: str = "tiny",
+    image_size: int | None = None,
+    memory: dict | None = None,
+    seed: int = 0,
+    checkpoint: Path | str | None = None,
+    device: str | torch.device = "cpu",
+    postprocessing: bool = True,
+) -> MedSAM2Base:
+    """Build a (MedSAM-2 or SAM 2) model; optionally load a checkpoint strictly."""
+    cfg = arch_config(arch, image_size, postprocessing)
+    num_maskmem = (memory or {}).get("num_maskmem")
+    if num_maskmem is not None:
+        cfg["model"]["num_maskmem"] = int(num_maskmem)
+    torch.manual_seed(seed)  # random init is part of the experiment: make it repeatable
+    model = instantiate(cfg["model"], _recursive_=True, _convert_="all")
+    # set after instantiation: hydra would turn a dataclass policy into a config node
+    model.memory_policy = build_policy(memory, seed)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    return model.to(device)
+
+
+def read_checkpoint(path: Path | str) -> dict[str, Any]:
+    """Load a checkpoint dict safely (weights_only) with a clear error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle/zip/runtime errors for corrupt files
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise CheckpointError(f"{path}: no 'model' state dict (keys: {list(ckpt)[:5]})")
+    return ckpt
+
+
+def load_checkpoint(model: torch.nn.Module, path: Path | str) -> dict[str, Any]:
+    """Load weights strictly; missing or unexpected keys raise, listing them."""
+    ckpt = read_checkpoint(path)
+    result = model.load_state_dict(ckpt["model"], strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{path}: does not fit the architecture: "
+            f"{len(result.missing_keys)} missing keys {result.missing_keys[:8]}, "
+            f"{len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:8]}"
+        )
+    return ckpt
+
+
+def code_version() -> str:
+    """The git commit of this checkout (``unknown`` outside a repository)."""
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def save_checkpoint(path: Path | str, model: torch.nn.Module, config: dict, **state: Any) -> Path:
+    """Write ``{"model", "config", "code_version", **state}`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"model": model.state_dict(), "config": config, "code_version": code_version(),
+                **state}, tmp)
+    tmp.replace(path)
+    return path

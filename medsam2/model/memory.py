@@ -1,0 +1,191 @@
+"""Memory-bank policies: which past frames condition the frame being segmented.
+
+SAM 2 attends to the prompted frames plus the ``num_maskmem - 1`` most recent frames
+(``FifoPolicy``). MedSAM-2 replaces "most recent" by "most useful" with a self-sorting
+bank (paper Sec. 3.2, ``SelfSortingPolicy``), whose three steps are separate switches so
+that the paper's ablation (none / +confidence / +dissimilarity / +resampling) is four
+configurations of one class:
+
+1. confidence gate: a frame's memory becomes a candidate only if the mask decoder's
+   predicted IoU for it is >= ``confidence_threshold``;
+2. dissimilarity top-K: over bank + candidate, score each entry by the sum over all other
+   entries of (1 - cosine similarity) of their memory features and keep the K highest
+   (switched off: keep the K most recent, i.e. a FIFO of accepted frames);
+3. resampling: before memory attention, draw ``num_maskmem - 1`` entries with replacement,
+   with probability softmax(cosine similarity to the current frame's image features)
+   (switched off: attend to the whole bank, the most recent ``num_maskmem - 1``).
+
+The prompted (conditioning) frames are not part of any policy: the model always attends
+to them. A policy only sees the non-conditioning frames of the current propagation;
+``reset`` is called at the start of each propagation direction.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+FrameOutput = dict[str, Any]
+
+
+@dataclass
+class MemoryQuery:
+    """What a policy may look at when choosing memories for ``frame_idx``."""
+
+    frame_idx: int
+    output_dict: dict[str, dict[int, FrameOutput]]
+    unselected_cond_outputs: dict[int, FrameOutput]
+    track_in_reverse: bool
+    num_maskmem: int
+    stride: int
+    current_feats: torch.Tensor  # (HW, B, C) top-level image features of the current frame
+
+
+class MemoryPolicy(ABC):
+    """Chooses the non-conditioning memories; the model adds the prompted frames itself."""
+
+    name: str = "abstract"
+
+    def reset(self) -> None:
+        """Forget all state (a new sequence or a new propagation direction starts)."""
+
+    def observe(self, frame_idx: int, output: FrameOutput, image_feats: torch.Tensor) -> None:
+        """Called after a non-conditioning frame was segmented and its memory encoded."""
+
+    @abstractmethod
+    def select(self, query: MemoryQuery) -> list[tuple[int, FrameOutput]]:
+        """Return (t_pos, frame output) pairs; t_pos in 1..num_maskmem-1 (larger = newer)."""
+
+
+class FifoPolicy(MemoryPolicy):
+    """SAM 2's rule: the last ``num_maskmem - 1`` frames (every ``stride``-th but the last)."""
+
+    name = "fifo"
+
+    def select(self, query: MemoryQuery) -> list[tuple[int, FrameOutput]]:
+        direction = -1 if query.track_in_reverse else 1
+        stride = query.stride
+        non_cond = query.output_dict["non_cond_frame_outputs"]
+        chosen = []
+        for t_pos in range(1, query.num_maskmem):
+            frames_back = query.num_maskmem - t_pos
+            if frames_back == 1:
+                prev = query.frame_idx - direction
+            elif direction == 1:
+                # nearest multiple of `stride` at least two frames back, then further back
+                prev = ((query.frame_idx - 2) // stride) * stride - (frames_back - 2) * stride
+            else:
+                prev = -(-(query.frame_idx + 2) // stride) * stride + (frames_back - 2) * stride
+            out = non_cond.get(prev, query.unselected_cond_outputs.get(prev))
+            if out is not None:
+                chosen.append((t_pos, out))
+        return chosen
+
+
+@dataclass
+class _BankEntry:
+    frame_idx: int
+    output: FrameOutput
+    memory_vec: torch.Tensor  # unit-norm flattened memory features
+    image_vec: torch.Tensor  # unit-norm flattened image features
+
+
+@dataclass
+class SelfSortingPolicy(MemoryPolicy):
+    """MedSAM-2's self-sorting memory bank (see the module docstring)."""
+
+    confidence: bool = True
+    dissimilarity: bool = True
+    resampling: bool = True
+    bank_size: int = 16
+    confidence_threshold: float = 0.5
+    seed: int = 0
+    name: str = "self_sorting"
+    bank: list[_BankEntry] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.bank_size < 1:
+            raise ValueError(f"bank_size must be >= 1, got {self.bank_size}")
+        self._generator = torch.Generator().manual_seed(self.seed)
+
+    def reset(self) -> None:
+        self.bank = []
+
+    def observe(self, frame_idx: int, output: FrameOutput, image_feats: torch.Tensor) -> None:
+        if output.get("maskmem_features") is None:
+            return
+        if self.confidence and float(output["iou_score"].max()) < self.confidence_threshold:
+            return  # gate: a low-confidence mask would poison later frames
+        entry = _BankEntry(
+            frame_idx,
+            output,
+            _unit(output["maskmem_features"]),
+            _unit(image_feats),
+        )
+        self.bank.append(entry)
+        if len(self.bank) <= self.bank_size:
+            return
+        if self.dissimilarity:
+            keep = dissimilarity_top_k(torch.stack([e.memory_vec for e in self.bank]),
+                                       self.bank_size)
+            self.bank = [self.bank[i] for i in sorted(keep.tolist())]
+        else:
+            self.bank = self.bank[-self.bank_size:]
+
+    def select(self, query: MemoryQuery) -> list[tuple[int, FrameOutput]]:
+        if not self.bank:
+            return []
+        n_slots = query.num_maskmem - 1
+        # most recent (closest to the current frame in propagation order) last
+        order = sorted(self.bank, key=lambda e: abs(query.frame_idx - e.frame_idx), reverse=True)
+        if self.resampling:
+            image_vec = _unit(query.current_feats.detach())
+            sims = torch.stack([e.image_vec @ image_vec for e in order])
+            draws = resample_indices(sims, n_slots, self._generator)
+            picked = sorted(draws.tolist())  # keep temporal order: newer -> larger t_pos
+        else:
+            picked = list(range(max(0, len(order) - n_slots), len(order)))
+        # temporal position by recency rank among the picked entries
+        ranks = {idx: r for r, idx in enumerate(sorted(set(picked)))}
+        top = len(ranks)
+        return [(n_slots - (top - 1 - ranks[i]), order[i].output) for i in picked]
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    v = x.detach().flatten().float()
+    return v / v.norm().clamp_min(1e-12)
+
+
+def dissimilarity_top_k(vectors: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k rows with the largest summed (1 - cosine similarity) to the others.
+
+    ``vectors`` are unit-norm rows; ties keep the earlier (older) entry.
+    """
+    sims = vectors @ vectors.T
+    scores = (1.0 - sims).sum(dim=1)  # the diagonal adds 0
+    return torch.topk(scores, k=min(k, len(scores)), sorted=True, largest=True).indices
+
+
+def resample_indices(sims: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Draw n indices with replacement, P(i) = softmax(sims)_i (the seed code's choice)."""
+    probs = torch.softmax(sims.float(), dim=0)
+    return torch.multinomial(probs.cpu(), n, replacement=True, generator=generator)
+
+
+def build_policy(cfg: dict | None, seed: int = 0) -> MemoryPolicy:
+    """A policy from the model config's ``memory`` mapping (``policy`` selects the class)."""
+    cfg = dict(cfg or {})
+    name = cfg.pop("policy", "fifo")
+    cfg.pop("num_maskmem", None)
+    if name == "fifo":
+        return FifoPolicy()
+    if name == "self_sorting":
+        known = {"confidence", "dissimilarity", "resampling", "bank_size", "confidence_threshold"}
+        unknown = set(cfg) - known
+        if unknown:
+            raise ValueError(f"memory: unknown keys for self_sorting: {sorted(unknown)}")
+        return SelfSortingPolicy(seed=seed, **cfg)
+    raise ValueError(f"memory.policy: unknown policy '{name}' (known: fifo, self_sorting)")

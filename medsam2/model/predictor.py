@@ -1,0 +1,119 @@
+"""Segment a frame sequence (volume slices or a pseudo-video of 2D images) from prompts.
+
+SAM 2's own ``SAM2VideoPredictor`` only reads JPEG folders or mp4 files; medical volumes
+are tensors, so we drive the model directly: image features are computed in chunks (the
+image encoder is batched, and at most ``max_chunks`` chunks of features are held), the
+memory loop is sequential. Prompted frames are segmented first without memory; the
+sequence is then tracked forward from the earliest prompted frame to the end and backward
+to the start, as SAM 2 does. The memory policy is reset for each direction.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+
+import torch
+
+from medsam2.model.medsam2_base import MedSAM2Base
+
+FrameInputs = tuple[dict | None, torch.Tensor | None]  # (point_inputs, mask_inputs)
+
+
+class ChunkedFeatures:
+    """Backbone features of frame ``t`` on demand, ``chunk_size`` frames per encoder call."""
+
+    def __init__(self, model: MedSAM2Base, frames: torch.Tensor, chunk_size: int = 16,
+                 max_chunks: int = 2):
+        self.model, self.frames = model, frames
+        self.chunk_size, self.max_chunks = max(1, chunk_size), max(1, max_chunks)
+        self._chunks: OrderedDict[int, tuple] = OrderedDict()
+        self.encoder_calls = 0
+
+    def _chunk(self, index: int) -> tuple:
+        if index in self._chunks:
+            self._chunks.move_to_end(index)
+            return self._chunks[index]
+        start = index * self.chunk_size
+        batch = self.frames[start:start + self.chunk_size].to(self.model.device)
+        backbone_out = self.model.forward_image(batch)
+        _, feats, pos, sizes = self.model._prepare_backbone_features(backbone_out)
+        self.encoder_calls += 1
+        self._chunks[index] = (feats, pos, sizes)
+        while len(self._chunks) > self.max_chunks:
+            self._chunks.popitem(last=False)
+        return self._chunks[index]
+
+    def __getitem__(self, t: int) -> tuple[list, list, list]:
+        feats, pos, sizes = self._chunk(t // self.chunk_size)
+        i = t % self.chunk_size
+        return [f[:, i:i + 1] for f in feats], [p[:, i:i + 1] for p in pos], sizes
+
+
+def track(
+    model: MedSAM2Base,
+    frames: torch.Tensor,
+    prompts: dict[int, FrameInputs],
+    chunk_size: int = 16,
+) -> Iterator[tuple[int, dict]]:
+    """Yield ``(frame_idx, output)`` for every frame; outputs hold ``pred_masks`` logits.
+
+    ``frames`` is (T, 3, S, S) normalised; ``prompts`` maps frame index -> model inputs.
+    Prompted frames are yielded first, then forward, then backward frames.
+    """
+    if not prompts:
+        raise ValueError("at least one prompted frame is needed")
+    num_frames = frames.shape[0]
+    bad = [f for f in prompts if not 0 <= f < num_frames]
+    if bad:
+        raise ValueError(f"prompted frames {bad} outside the sequence of {num_frames} frames")
+    features = ChunkedFeatures(model, frames, chunk_size)
+    output_dict: dict[str, dict[int, dict]] = {"cond_frame_outputs": {},
+                                                "non_cond_frame_outputs": {}}
+    model.memory_policy.reset()
+    for f in sorted(prompts):
+        point_inputs, mask_inputs = prompts[f]
+        feats, pos, sizes = features[f]
+        out = model.track_step(
+            f, True, feats, pos, sizes, _to(point_inputs, model.device),
+            None if mask_inputs is None else mask_inputs.to(model.device),
+            output_dict, num_frames,
+        )
+        output_dict["cond_frame_outputs"][f] = out
+        yield f, out
+    start = min(prompts)
+    for reverse, order in ((False, range(start + 1, num_frames)),
+                           (True, range(start - 1, -1, -1))):
+        model.memory_policy.reset()
+        for t in order:
+            if t in output_dict["cond_frame_outputs"] or t in output_dict["non_cond_frame_outputs"]:
+                continue
+            feats, pos, sizes = features[t]
+            out = model.track_step(t, False, feats, pos, sizes, None, None, output_dict,
+                                   num_frames, track_in_reverse=reverse)
+            output_dict["non_cond_frame_outputs"][t] = out
+            yield t, out
+
+
+@torch.inference_mode()
+def segment_sequence(
+    model: MedSAM2Base,
+    frames: torch.Tensor,
+    prompts: dict[int, FrameInputs],
+    chunk_size: int = 16,
+) -> torch.Tensor:
+    """Low-resolution mask logits (T, 1, S/4, S/4) for the whole sequence (eval mode)."""
+    model.eval()
+    logits: dict[int, torch.Tensor] = {}
+    for t, out in track(model, frames, prompts, chunk_size):
+        logits[t] = out["pred_masks"].float().cpu()
+        # what later frames need is in the output dict; free the high-res copy now
+        out.pop("pred_masks_high_res", None)
+        out.pop("multistep_pred_multimasks", None)
+    return torch.cat([logits[t] for t in range(frames.shape[0])], dim=0)
+
+
+def _to(inputs: dict | None, device: torch.device) -> dict | None:
+    if inputs is None:
+        return None
+    return {k: v.to(device) for k, v in inputs.items()}

@@ -1,0 +1,181 @@
+"""Predict the test split of a standard dataset with a MedSAM-2 / SAM 2 model.
+
+3D: every foreground label is an object, prompted on its key slice with the stored
+evaluation prompt (``results/prompts/{dataset}.json``) and propagated through the volume
+in both directions; the label map takes, per voxel, the label with the highest positive
+logit. 2D: ``per_image`` prompts every test image on its own (a one-frame sequence);
+``one_prompt`` is the paper's One-Prompt Segmentation: one prompted training image (the
+template, chosen by the seed) followed by all test images in a seeded order, segmented
+through memory alone.
+Predictions land in ``{out_dir}/{case}{file_ending}`` on the ground truth's grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from medsam2.config import add_model_config_args, model_config_from_args
+from medsam2.data.frames import (
+    Intensity,
+    logits_to_original,
+    slices,
+    to_model_frames,
+    unslice,
+)
+from medsam2.data.layout import StandardDataset, Volume, write_volume
+from medsam2.data.prompts import SLICE_AXIS_3D, load_prompts, make_prompt
+from medsam2.model.build import build_model
+from medsam2.model.predictor import segment_sequence
+
+MODES_2D = ("per_image", "one_prompt")
+
+
+def _intensity(ds: StandardDataset) -> Intensity:
+    return Intensity.for_channel(next(iter(ds.meta["channel_names"].values())))
+
+
+def labels_from_logits(logits: dict[int, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """Label map: the label value with the largest positive logit per voxel, else 0."""
+    out = np.zeros(shape, np.uint8)
+    if not logits:
+        return out
+    values = np.array(list(logits), dtype=np.uint8)
+    stack = np.stack([logits[v] for v in logits])
+    best = stack.argmax(axis=0)
+    return np.where(stack.max(axis=0) > 0, values[best], 0).astype(np.uint8)
+
+
+def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict,
+                   label: np.ndarray | None, labels: dict[str, int], image_size: int,
+                   chunk_size: int = 16) -> np.ndarray:
+    """Label map of one 3D image from per-label prompts on key slices."""
+    stack = slices(intensity.apply(image), SLICE_AXIS_3D)
+    frames = to_model_frames(stack, image_size)
+    hw = stack.shape[1:]
+    logits = {}
+    for name, prompt in prompts.items():
+        gt_slice = None
+        if prompt.kind == "mask":
+            if label is None:
+                raise ValueError("a mask prompt needs the ground-truth label")
+            gt_slice = slices(label == labels[name], SLICE_AXIS_3D)[prompt.frame]
+        inputs = prompt.model_inputs(hw, image_size, gt_slice)
+        low = segment_sequence(model, frames, {prompt.frame: inputs}, chunk_size)
+        full = logits_to_original(low, hw).numpy()
+        logits[labels[name]] = unslice(full, SLICE_AXIS_3D, 3)
+    return labels_from_logits(logits, image.shape)
+
+
+def predict_dataset(
+    model_cfg: dict,
+    checkpoint: Path | None,
+    dataset_dir: Path,
+    prompts_path: Path,
+    out_dir: Path,
+    seed: int = 0,
+    mode_2d: str = "per_image",
+) -> list[Path]:
+    """Write one prediction per test case; returns their paths."""
+    if mode_2d not in MODES_2D:
+        raise ValueError(f"mode_2d must be one of {MODES_2D}, got '{mode_2d}'")
+    torch.manual_seed(seed)
+    image_size = int(model_cfg.get("image_size", 128))
+    model = build_model(model_cfg.get("arch", "tiny"), image_size, model_cfg.get("memory"),
+                        seed=seed, checkpoint=checkpoint)
+    model.eval()
+    ds = StandardDataset(dataset_dir)
+    prompts = load_prompts(prompts_path)["cases"]
+    intensity = _intensity(ds)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cases = ds.cases("test")
+    written = []
+    if not ds.is_3d and mode_2d == "one_prompt":
+        return _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed)
+    for case in tqdm(cases, desc=f"predict {ds.name}", unit="case"):
+        image = ds.read_image(case)
+        label = ds.read_label(case).array if case.label is not None else None
+        case_prompts = prompts.get(case.case_id, {})
+        if image.ndim == 3:
+            pred = predict_volume(model, image.array, intensity, case_prompts, label,
+                                  ds.labels, image_size)
+        else:
+            pred = _predict_image(model, image.array, intensity, case_prompts, label,
+                                  ds.labels, image_size)
+        written.append(write_volume(out_dir / f"{case.case_id}{ds.file_ending}",
+                                    Volume(pred, image.affine), is_label=True))
+    return written
+
+
+def _predict_image(model, image, intensity, prompts, label, labels, image_size) -> np.ndarray:
+    """One 2D image, each label prompted on the image itself."""
+    img01 = intensity.apply(image)[None]
+    frames = to_model_frames(img01, image_size)
+    logits = {}
+    for name, prompt in prompts.items():
+        gt = None if label is None else (label == labels[name])
+        inputs = prompt.model_inputs(image.shape, image_size, gt)
+        low = segment_sequence(model, frames, {0: inputs})
+        logits[labels[name]] = logits_to_original(low, image.shape).numpy()[0]
+    return labels_from_logits(logits, image.shape)
+
+
+def _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed) -> list[Path]:
+    """One prompted training template, then every test image through memory only."""
+    rng = np.random.default_rng(seed)
+    train_cases = ds.cases("train")
+    if not train_cases:
+        raise ValueError(f"{ds.root}: one_prompt mode needs a training image as template")
+    template = train_cases[int(rng.integers(len(train_cases)))]
+    t_img = ds.read_image(template).array
+    t_lab = ds.read_label(template).array
+    tests = [ds.cases("test")[i] for i in rng.permutation(len(ds.cases("test")))]
+    images = [ds.read_image(c) for c in tests]
+    stack = [intensity.apply(t_img)] + [intensity.apply(im.array) for im in images]
+    frames = torch.cat([to_model_frames(s[None], image_size) for s in stack])
+    kind = next((p.kind for c in prompts.values() for p in c.values()), "box")
+    per_label = {}
+    for value in ds.labels.values():
+        mask = t_lab == value
+        if not mask.any():
+            continue
+        prompt = make_prompt(kind, mask, 0)
+        inputs = prompt.model_inputs(t_img.shape, image_size, mask)
+        per_label[value] = segment_sequence(model, frames, {0: inputs})
+    written = []
+    for i, (case, image) in enumerate(zip(tests, images), start=1):
+        logits = {v: logits_to_original(lo[i:i + 1], image.array.shape).numpy()[0]
+                  for v, lo in per_label.items()}
+        pred = labels_from_logits(logits, image.array.shape)
+        written.append(write_volume(out_dir / f"{case.case_id}{ds.file_ending}",
+                                    Volume(pred, image.affine), is_label=True))
+    (out_dir / "one_prompt_template.json").write_text(
+        json.dumps({"template": template.case_id, "order": [c.case_id for c in tests]}) + "\n")
+    return written
+
+
+def _cli(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    model_cfg = model_config_from_args(args)
+    predict_dataset(model_cfg, args.checkpoint, args.dataset_dir, args.prompts, args.out_dir,
+                    seed=args.seed, mode_2d=args.mode_2d)
+    return 0
+
+
+def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("predict", help="predict a dataset's test split with MedSAM-2/SAM 2")
+    add_model_config_args(p)
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="trained or official checkpoint (none: random init, for smoke tests)")
+    p.add_argument("--dataset-dir", required=True, type=Path)
+    p.add_argument("--prompts", required=True, type=Path)
+    p.add_argument("--out-dir", required=True, type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode-2d", choices=MODES_2D, default="per_image")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=_cli)

@@ -1,0 +1,291 @@
+"""Train (or fine-tune) MedSAM-2 / SAM 2 on frame clips with simulated prompts.
+
+The recipe follows the paper: clips of N consecutive slices of a volume (or N images of a
+2D image set, as a pseudo-video); the first frame is prompted with the GT mask (50 %), a
+click (25 %) or a box (25 %); every frame is supervised with BCE + Dice on the best of the
+multimask outputs, the IoU head with MSE and the object-score head with BCE; AdamW
+(0.9, 0.999), linear warm-up then cosine decay, gradient clipping. The memory policy of
+the model config is active during training, so MedSAM-2 and SAM 2 differ only there.
+
+Checkpoints (``last.pt`` every ``save_every`` steps, ``checkpoint.pt`` at the end) carry
+the model config, step, optimiser, scheduler and RNG states: a killed run resumed with
+``--resume`` ends with the same weights as an uninterrupted one (CPU, same seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from medsam2.config import add_model_config_args, model_config_from_args
+from medsam2.data.frames import Intensity, slices, to_model_frames, to_model_masks
+from medsam2.data.layout import StandardDataset
+from medsam2.data.prompts import SLICE_AXIS_3D, make_prompt
+from medsam2.model.build import build_model, read_checkpoint, save_checkpoint
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters (the ``train`` mapping of a model's config)."""
+
+    steps: int = 200
+    clip_len: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.05
+    grad_clip: float = 1.0
+    prompt_probs: tuple[float, float, float] = (0.5, 0.25, 0.25)  # mask, click, box
+    box_jitter: float = 0.1
+    save_every: int = 50
+    freeze: tuple[str, ...] = ()  # parameter-name prefixes kept frozen, e.g. image_encoder
+
+    @classmethod
+    def from_dict(cls, cfg: dict | None) -> TrainConfig:
+        cfg = dict(cfg or {})
+        cfg.pop("datasets", None)
+        unknown = set(cfg) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"train: unknown keys {sorted(unknown)}")
+        for key in ("prompt_probs", "freeze"):
+            if key in cfg:
+                cfg[key] = tuple(cfg[key])
+        return cls(**cfg)
+
+
+class ClipSampler:
+    """Training cases of several standard datasets, held as [0, 1] slice stacks."""
+
+    def __init__(self, dataset_dirs: list[Path], image_size: int):
+        self.image_size = image_size
+        self.cases: list[tuple[np.ndarray, np.ndarray, dict[str, int]]] = []
+        self.sets_2d: list[tuple[list[np.ndarray], list[np.ndarray], dict[str, int]]] = []
+        for d in dataset_dirs:
+            ds = StandardDataset(d)
+            channel = next(iter(ds.meta["channel_names"].values()))
+            intensity = Intensity.for_channel(channel)
+            loaded = [(intensity.apply(img.array), lab.array)
+                      for _, img, lab in tqdm(list(ds.iter_cases("train")),
+                                              desc=f"load {ds.name}", unit="case")]
+            if not loaded:
+                raise ValueError(f"{d}: no training cases")
+            if ds.is_3d:
+                self.cases += [(slices(i, SLICE_AXIS_3D), slices(lb, SLICE_AXIS_3D), ds.labels)
+                               for i, lb in loaded]
+            else:
+                self.sets_2d.append(([i for i, _ in loaded], [lb for _, lb in loaded],
+                                     ds.labels))
+        self.sources = [("3d", i) for i in range(len(self.cases))]
+        self.sources += [("2d", i) for i in range(len(self.sets_2d))]
+
+    def sample(self, rng: np.random.Generator, clip_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """(T, H, W) images in [0, 1] and (T, H, W) binary masks; frame 0 has the object."""
+        kind, idx = self.sources[int(rng.integers(len(self.sources)))]
+        if kind == "3d":
+            img, lab, labels = self.cases[idx]
+            present = [v for v in labels.values() if (lab == v).any()]
+            value = present[int(rng.integers(len(present)))]
+            mask = lab == value
+            on = np.nonzero(mask.reshape(len(mask), -1).any(axis=1))[0]
+            start = int(on[rng.integers(len(on))])
+            # walk towards the middle of the object so that most frames contain it
+            step = 1 if start <= (on[0] + on[-1]) / 2 else -1
+            if rng.random() < 0.25:
+                step = -step  # ... but also learn to follow it out of view
+            order = np.clip(start + step * np.arange(clip_len), 0, len(img) - 1)
+            return img[order], mask[order]
+        images, labs, labels = self.sets_2d[idx]
+        value = list(labels.values())[int(rng.integers(len(labels)))]
+        with_obj = [i for i, lb in enumerate(labs) if (lb == value).any()]
+        first = with_obj[int(rng.integers(len(with_obj)))]
+        others = rng.permutation([i for i in range(len(images)) if i != first])[: clip_len - 1]
+        picks = [first, *others.tolist()]
+        size = images[0].shape
+        same = [i for i in picks if images[i].shape == size]  # a clip needs one image size
+        return (np.stack([images[i] for i in same]),
+                np.stack([labs[i] == value for i in same]))
+
+
+def lr_factor(step: int, total: int, warmup_fraction: float) -> float:
+    """Linear warm-up to 1, then cosine decay to 0 (the paper's schedule)."""
+    warmup = max(1, int(round(warmup_fraction * total)))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def frame_loss(out: dict, gt: torch.Tensor) -> torch.Tensor:
+    """BCE + Dice on the best multimask output, IoU-head MSE, object-score BCE."""
+    present = gt.flatten(1).amax(dim=1)  # (B,)
+    obj_loss = F.binary_cross_entropy_with_logits(out["object_score_logits"][:, 0], present)
+    if present.sum() == 0:
+        return obj_loss
+    logits = F.interpolate(out["multistep_pred_multimasks"], size=gt.shape[-2:],
+                           mode="bilinear", align_corners=False)
+    target = gt.expand_as(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean((-2, -1))
+    prob = logits.sigmoid()
+    inter = (prob * target).sum((-2, -1))
+    dice = 1 - (2 * inter + 1) / (prob.sum((-2, -1)) + target.sum((-2, -1)) + 1)
+    per_mask = bce + dice  # (B, M)
+    best = per_mask.min(dim=1).values.mean()
+    with torch.no_grad():
+        hard = logits > 0
+        true_iou = (hard & (target > 0)).sum((-2, -1)) / (hard | (target > 0)).sum((-2, -1))
+        true_iou = true_iou.clamp_min(0).nan_to_num(0.0)
+    iou_loss = F.mse_loss(out["multistep_pred_ious"].float(), true_iou.float())
+    return best + iou_loss + obj_loss
+
+
+def clip_loss(model, frames: torch.Tensor, masks: torch.Tensor, prompt_inputs) -> torch.Tensor:
+    """Run the memory loop over one clip (frame 0 prompted) and average the frame losses."""
+    backbone_out = model.forward_image(frames)
+    _, feats, pos, sizes = model._prepare_backbone_features(backbone_out)
+    n = frames.shape[0]
+    output_dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+    model.memory_policy.reset()
+    losses = []
+    for t in range(n):
+        f_t = [f[:, t:t + 1] for f in feats]
+        p_t = [p[:, t:t + 1] for p in pos]
+        point_inputs, mask_inputs = prompt_inputs if t == 0 else (None, None)
+        out = model.track_step(t, t == 0, f_t, p_t, sizes, point_inputs, mask_inputs,
+                               output_dict, n)
+        key = "cond_frame_outputs" if t == 0 else "non_cond_frame_outputs"
+        output_dict[key][t] = out
+        if mask_inputs is None:  # a mask-prompted frame outputs its prompt: nothing to learn
+            losses.append(frame_loss(out, masks[t:t + 1]))
+    return torch.stack(losses).mean()
+
+
+def train(
+    model_cfg: dict,
+    dataset_dirs: list[Path],
+    out_dir: Path,
+    seed: int = 0,
+    resume: bool = True,
+    stop_after: int | None = None,
+) -> Path:
+    """Train one model; returns the final checkpoint path (``out_dir/checkpoint.pt``).
+
+    ``stop_after`` ends the run early after that many steps (as a kill would; for tests).
+    """
+    torch.manual_seed(seed)
+    tcfg = TrainConfig.from_dict(model_cfg.get("train"))
+    image_size = int(model_cfg.get("image_size", 128))
+    model = build_model(model_cfg.get("arch", "tiny"), image_size, model_cfg.get("memory"),
+                        seed=seed, checkpoint=model_cfg.get("init_checkpoint"),
+                        postprocessing=False)
+    for name, p in model.named_parameters():
+        p.requires_grad_(not any(name.startswith(f) for f in tcfg.freeze))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=tcfg.lr, betas=(0.9, 0.999),
+                                  weight_decay=tcfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, tcfg.steps, tcfg.warmup_fraction))
+    rng = np.random.default_rng(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last = out_dir / "last.pt"
+    start = 0
+    if resume and last.is_file():
+        ckpt = read_checkpoint(last)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        rng.bit_generator.state = json.loads(ckpt["rng"]["numpy"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        _set_policy_rng(model, ckpt["rng"].get("policy"))
+        start = int(ckpt["step"])
+    sampler = ClipSampler(dataset_dirs, image_size)
+    resolved = {**model_cfg, "train": {**vars(tcfg), "datasets": [str(d) for d in dataset_dirs]},
+                "seed": seed}
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(_plain(resolved), sort_keys=False))
+    log = (out_dir / "train_log.csv").open("a")
+    if start == 0:
+        log.write("step,loss,lr,seconds\n")
+    model.train()
+    t0 = time.time()
+    bar = tqdm(range(start, tcfg.steps), desc=f"train {out_dir.name}", unit="step",
+               initial=start, total=tcfg.steps)
+    for step in bar:
+        images, masks = sampler.sample(rng, tcfg.clip_len)
+        frames = to_model_frames(images, image_size)
+        gts = to_model_masks(masks, image_size)
+        kind = rng.choice(["mask", "click", "box"], p=list(tcfg.prompt_probs))
+        prompt = make_prompt(str(kind), masks[0], 0, rng, tcfg.box_jitter)
+        inputs = prompt.model_inputs(masks[0].shape, image_size, masks[0])
+        loss = clip_loss(model, frames, gts, inputs)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        done = step + 1
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        log.write(f"{done},{loss.item():.6f},{scheduler.get_last_lr()[0]:.3e},"
+                  f"{time.time() - t0:.1f}\n")
+        log.flush()
+        if done % tcfg.save_every == 0 or done == tcfg.steps:
+            _save(last, model, resolved, done, optimizer, scheduler, rng)
+        if stop_after is not None and done - start >= stop_after:
+            log.close()
+            return last
+    log.close()
+    final = out_dir / "checkpoint.pt"
+    save_checkpoint(final, model, resolved, step=tcfg.steps)
+    return final
+
+
+def _save(path, model, cfg, step, optimizer, scheduler, rng) -> None:
+    policy_gen = getattr(model.memory_policy, "_generator", None)
+    save_checkpoint(path, model, _plain(cfg), step=step, optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict(),
+                    rng={"numpy": json.dumps(rng.bit_generator.state),
+                         "torch": torch.get_rng_state(),
+                         "policy": None if policy_gen is None else policy_gen.get_state()})
+
+
+def _set_policy_rng(model, state) -> None:
+    gen = getattr(model.memory_policy, "_generator", None)
+    if gen is not None and state is not None:
+        gen.set_state(state)
+
+
+def _plain(obj):
+    """Config as plain YAML/JSON types (tuples -> lists, paths -> str)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _cli(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    model_cfg = model_config_from_args(args)
+    train(model_cfg, args.dataset_dir, args.out_dir, seed=args.seed, resume=not args.no_resume)
+    return 0
+
+
+def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a MedSAM-2 / SAM 2 model on frame clips")
+    add_model_config_args(p)
+    p.add_argument("--dataset-dir", required=True, type=Path, nargs="+")
+    p.add_argument("--out-dir", required=True, type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1 is fastest for SAM 2 on small CPUs)")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing last.pt")
+    p.set_defaults(func=_cli)

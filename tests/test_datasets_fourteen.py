@@ -1,0 +1,329 @@
+"""Each of the 14 paper datasets end to end on a miniature look-alike archive.
+
+Every builder writes a tiny archive with the real dataset's file layout and formats
+(NIfTI, NRRD, BMP/JPG/PNG, gzipped PPM, NumPy), then the real registry entry (its label
+map and converter, only the file sources swapped for local ones) is run through
+download -> extract -> convert and the standard layout is checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from PIL import Image
+
+from medsam2.data.convert import convert_dataset
+from medsam2.data.download import sha256_of
+from medsam2.data.layout import StandardDataset
+from medsam2.data.registry import FileSpec, download_dataset, extract_dataset, load_spec
+
+REGISTRY = Path(__file__).resolve().parents[1] / "config" / "datasets"
+RNG = np.random.default_rng(0)
+
+
+# --------------------------------------------------------------------------- file makers
+def nii_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
+    return gzip.compress(nib.Nifti1Image(array, affine).to_bytes())
+
+
+def diag(*spacing: float) -> np.ndarray:
+    return np.diag([*spacing, 1.0])
+
+
+def blob3d(shape: tuple[int, ...], values: list[int]) -> np.ndarray:
+    lab = np.zeros(shape, dtype=np.uint8)
+    for i, v in enumerate(values):
+        lab[i % shape[0], 1 + i % (shape[1] - 1), 1:3] = v
+    return lab
+
+
+def ct(shape: tuple[int, ...]) -> np.ndarray:
+    return RNG.integers(-1000, 1000, shape).astype(np.int16)
+
+
+def pil_bytes(array: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def rgb(h: int = 12, w: int = 10) -> np.ndarray:
+    return RNG.integers(0, 255, (h, w, 3)).astype(np.uint8)
+
+
+def mask2d(values: list[int], background: int = 0, h: int = 12, w: int = 10) -> np.ndarray:
+    m = np.full((h, w), background, dtype=np.uint8)
+    for i, v in enumerate(values):
+        m[2 + 2 * i : 4 + 2 * i, 3:7] = v
+    return m
+
+
+def nrrd_bytes(tmp: Path, array_xyz: np.ndarray, spacing: tuple[float, ...]) -> bytes:
+    img = sitk.GetImageFromArray(np.transpose(array_xyz, (2, 1, 0)))
+    img.SetSpacing(spacing)
+    path = tmp / "_tmp.nrrd"
+    sitk.WriteImage(img, str(path))
+    data = path.read_bytes()
+    path.unlink()
+    return data
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def write_zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def write_tar(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+# --------------------------------------------------------------------------- builders
+# Each returns (files: list[FileSpec-ish dicts], expectations).
+S3 = (6, 5, 4)
+
+
+def build_wbc(tmp: Path):
+    top = "segmentation_WBC-master"
+    m = {f"{top}/README.rst": b"WBC"}
+    for subset, ids in (("Dataset 1", ["001", "002"]), ("Dataset 2", ["001"])):
+        for i in ids:
+            m[f"{top}/{subset}/{i}.bmp"] = pil_bytes(rgb(), "BMP")
+            m[f"{top}/{subset}/{i}.png"] = pil_bytes(mask2d([128, 255]), "PNG")
+    return [write_zip(tmp / "segmentation_WBC-master.zip", m)], dict(
+        n=3, shape=(12, 10), spacing=(1.0, 1.0), values={0, 1}, ids={"d1_001", "d1_002", "d2_001"})
+
+
+def build_refuge(tmp: Path):
+    imgs, anns = {}, {}
+    for grp, cid in (("Glaucoma", "g0001"), ("Non-Glaucoma", "n0001"), ("Non-Glaucoma", "n0002")):
+        imgs[f"Training400/{grp}/{cid}.jpg"] = pil_bytes(rgb(), "JPEG")
+        anns[f"Annotation-Training400/Disc_Cup_Masks/{grp}/{cid}.bmp"] = pil_bytes(
+            mask2d([128, 0], background=255), "BMP")
+    return [write_zip(tmp / "REFUGE-Training400.zip", imgs),
+            write_zip(tmp / "Annotation-Training400.zip", anns)], dict(
+        n=3, shape=(12, 10), spacing=(1.0, 1.0), values={0, 1}, ids={"g0001", "n0001", "n0002"})
+
+
+def build_stare(tmp: Path):
+    images, labels = {}, {}
+    for i in (1, 2, 3):
+        images[f"im{i:04d}.ppm.gz"] = gzip.compress(pil_bytes(rgb(), "PPM"))
+        lab = mask2d([255])
+        labels[f"im{i:04d}.ah.ppm.gz"] = gzip.compress(pil_bytes(np.stack([lab] * 3, -1), "PPM"))
+    return [write_tar(tmp / "stare-images.tar", images),
+            write_tar(tmp / "labels-ah.tar", labels)], dict(
+        n=3, shape=(12, 10), spacing=(1.0, 1.0), values={0, 1}, ids={"im0001", "im0002", "im0003"})
+
+
+def build_pendal(tmp: Path):
+    m = {}
+    for i in (1, 2):
+        m[f"Images/{i}.png"] = pil_bytes(RNG.integers(0, 255, (12, 10)).astype(np.uint8), "PNG")
+        m[f"Segmentation1/{i}.png"] = pil_bytes(mask2d([255]), "PNG")
+        m[f"Segmentation2/{i}.png"] = pil_bytes(mask2d([255, 255]), "PNG")
+    return [write_zip(tmp / "panoramic_dental_xrays.zip", m)], dict(
+        n=2, shape=(12, 10), spacing=(1.0, 1.0), values={0, 1}, ids={"pano_1", "pano_2"})
+
+
+def build_cadvidset(tmp: Path):
+    m = {}
+    for vid, frames in (("video01", ["000", "001"]), ("video02", ["000"])):
+        for f in frames:
+            m[f"CadVidSet/{vid}/images/{f}.png"] = pil_bytes(
+                RNG.integers(0, 255, (12, 10)).astype(np.uint8), "PNG")
+            m[f"CadVidSet/{vid}/masks/{f}.png"] = pil_bytes(mask2d([255]), "PNG")
+    return [write_zip(tmp / "cadvidset.zip", m)], dict(
+        n=3, shape=(12, 10), spacing=(1.0, 1.0), values={0, 1},
+        ids={"video01_000", "video01_001", "video02_000"})
+
+
+KITS_AFFINE = np.array([[0, 0, -0.8, 0], [0, -0.8, 0, 0], [-3.0, 0, 0, 0], [0, 0, 0, 1.0]])
+
+
+def build_kits23(tmp: Path):
+    files, m = [], {}
+    for c in (0, 1):
+        m[f"kits23-main/dataset/case_{c:05d}/segmentation.nii.gz"] = nii_bytes(
+            blob3d(S3, [1, 2, 3]), KITS_AFFINE)
+        img = tmp / f"imaging_{c:05d}.nii.gz"
+        img.write_bytes(nii_bytes(ct(S3), KITS_AFFINE))
+        files.append(dict(path=img, place=f"kits23-main/dataset/case_{c:05d}/imaging.nii.gz"))
+    files.insert(0, dict(path=write_zip(tmp / "kits23-main.zip", m)))
+    # KiTS stores axes as (S-I, A-P, R-L): canonical RAS reverses them.
+    return files, dict(n=2, shape=S3[::-1], spacing=(0.8, 0.8, 3.0), values={0, 1},
+                       ids={"case_00000", "case_00001"})
+
+
+def build_atlas23(tmp: Path):
+    top = "atlas-train-dataset-1.0.1/train"
+    m = {}
+    for i in (0, 1):
+        m[f"{top}/imagesTr/im{i}.nii.gz"] = nii_bytes(RNG.random(S3).astype(np.float32),
+                                                      diag(1.4, 1.4, 3.0))
+        m[f"{top}/labelsTr/lb{i}.nii.gz"] = nii_bytes(blob3d(S3, [1, 2]), diag(1.4, 1.4, 3.0))
+    return [write_zip(tmp / "atlas-train-dataset-1.0.1.zip", m)], dict(
+        n=2, shape=S3, spacing=(1.4, 1.4, 3.0), values={0, 1}, ids={"atlas_im0", "atlas_im1"})
+
+
+def build_tdsc_abus23(tmp: Path):
+    sp = (0.2, 0.073, 0.475)
+    m = {}
+    for i in (0, 1):
+        m[f"Train/DATA/DATA_{i:03d}.nrrd"] = nrrd_bytes(tmp, RNG.integers(0, 255, S3).astype(
+            np.uint8), sp)
+        m[f"Train/MASK/MASK_{i:03d}.nrrd"] = nrrd_bytes(tmp, blob3d(S3, [1]), sp)
+    return [write_zip(tmp / "TDSC-ABUS2023_Train.zip", m)], dict(
+        n=2, shape=S3, spacing=sp, values={0, 1}, ids={"Train_DATA_000", "Train_DATA_001"})
+
+
+def build_segrap23(tmp: Path):
+    imgs, labs = {}, {}
+    aff = diag(0.6, 0.6, 3.0)
+    for c in ("segrap_0000", "segrap_0001"):
+        imgs[f"SegRap2023_Training_Set_120cases/{c}/image.nii.gz"] = nii_bytes(ct(S3), aff)
+        imgs[f"SegRap2023_Training_Set_120cases/{c}/image_contrast.nii.gz"] = nii_bytes(ct(S3), aff)
+        base = "SegRap2023_Training_Set_120cases_OneHot_Labels"
+        gtvp = np.zeros(S3, np.uint8)
+        gtvp[1:3, 1:3, 1:3] = 1
+        gtvnd = np.zeros(S3, np.uint8)
+        gtvnd[4, 3, 2] = 1
+        labs[f"{base}/Task002/{c}/GTVp.nii.gz"] = nii_bytes(gtvp, aff)
+        labs[f"{base}/Task002/{c}/GTVnd.nii.gz"] = nii_bytes(gtvnd, aff)
+        labs[f"{base}/Task001/{c}/Brainstem.nii.gz"] = nii_bytes(gtvnd, aff)
+    return [write_zip(tmp / "SegRap2023_Training_Set_120cases.zip", imgs),
+            write_zip(tmp / "SegRap2023_Training_Set_120cases_OneHot_Labels.zip", labs)], dict(
+        n=2, shape=S3, spacing=(0.6, 0.6, 3.0), values={0, 1}, ids={"segrap_0000", "segrap_0001"},
+        voxels=8)
+
+
+def build_crossmoda23(tmp: Path):
+    m = {}
+    aff = diag(0.4, 0.4, 1.5)
+    for c in ("crossmoda2022_etz_1", "crossmoda2022_ldn_2"):
+        m[f"training_source/{c}_ceT1.nii.gz"] = nii_bytes(RNG.random(S3).astype(np.float32), aff)
+        m[f"training_source/{c}_Label.nii.gz"] = nii_bytes(blob3d(S3, [1, 2]), aff)
+    m["training_target/crossmoda2022_etz_100_hrT2.nii.gz"] = nii_bytes(
+        RNG.random(S3).astype(np.float32), aff)
+    return [write_zip(tmp / "crossmoda2022_training.zip", m)], dict(
+        n=2, shape=S3, spacing=(0.4, 0.4, 1.5), values={0, 1},
+        ids={"crossmoda2022_etz_1", "crossmoda2022_ldn_2"})
+
+
+def build_lnq23(tmp: Path):
+    sp = (0.7, 0.7, 2.0)
+    m = {}
+    for i in (1, 2):
+        m[f"lnq2023-train/lnq2023-train-{i:04d}-ct.nrrd"] = nrrd_bytes(tmp, ct(S3), sp)
+        m[f"lnq2023-train/lnq2023-train-{i:04d}-seg.nrrd"] = nrrd_bytes(tmp, blob3d(S3, [1]), sp)
+    return [write_zip(tmp / "lnq2023-train.zip", m)], dict(
+        n=2, shape=S3, spacing=sp, values={0, 1}, ids={"lnq2023-train-0001", "lnq2023-train-0002"})
+
+
+def build_cas23(tmp: Path):
+    aff = diag(0.3, 0.3, 0.6)
+    m = {}
+    for i in ("001", "002"):
+        m[f"CAS2023_trainingdataset/data/{i}.nii.gz"] = nii_bytes(ct(S3), aff)
+        m[f"CAS2023_trainingdataset/label/{i}.nii.gz"] = nii_bytes(blob3d(S3, [1]), aff)
+    return [write_zip(tmp / "cas2023_train.zip", m)], dict(
+        n=2, shape=S3, spacing=(0.3, 0.3, 0.6), values={0, 1}, ids={"cas_001", "cas_002"})
+
+
+def build_toothfairy23(tmp: Path):
+    m = {}
+    for p in ("P1", "P2", "P3"):
+        m[f"ToothFairy_Dataset/Dataset/{p}/data.npy"] = npy_bytes(ct(S3))
+        m[f"ToothFairy_Dataset/Dataset/{p}/gt_sparse.npy"] = npy_bytes(blob3d(S3, [1]))
+        if p != "P3":  # P3 has only the sparse annotation: reported, not converted
+            m[f"ToothFairy_Dataset/Dataset/{p}/gt_alpha.npy"] = npy_bytes(blob3d(S3, [1]))
+    return [write_zip(tmp / "ToothFairy_Dataset.zip", m)], dict(
+        n=2, shape=S3, spacing=(0.3, 0.3, 0.3), values={0, 1}, ids={"P1", "P2"}, skipped=1)
+
+
+def build_btcv(tmp: Path):
+    aff = diag(0.76, 0.76, 3.0)
+    shape = (14, 5, 4)
+    m = {}
+    for i in (1, 2):
+        m[f"RawData/Training/img/img{i:04d}.nii.gz"] = nii_bytes(ct(shape), aff)
+        m[f"RawData/Training/label/label{i:04d}.nii.gz"] = nii_bytes(
+            blob3d(shape, list(range(1, 14))), aff)
+    m["RawData/Testing/img/img0061.nii.gz"] = nii_bytes(ct(shape), aff)  # no label: skipped
+    return [write_zip(tmp / "RawData.zip", m)], dict(
+        n=2, shape=shape, spacing=(0.76, 0.76, 3.0), values=set(range(13)),
+        ids={"img0001", "img0002"}, skipped=1)
+
+
+BUILDERS = {name[len("build_"):]: fn for name, fn in globals().items() if name.startswith("build_")}
+
+
+def test_every_registry_key_has_a_builder():
+    assert sorted(BUILDERS) == sorted(p.stem for p in REGISTRY.glob("*.yaml"))
+    assert len(BUILDERS) == 14
+
+
+@pytest.mark.parametrize("key", sorted(BUILDERS))
+def test_download_extract_convert(key: str, tmp_path: Path):
+    src = tmp_path / "upstream"
+    src.mkdir()
+    built, expect = BUILDERS[key](src)
+    files = []
+    for i, item in enumerate(built):
+        item = item if isinstance(item, dict) else {"path": item}
+        path = item["path"]
+        # alternate file:// URLs with plain paths, and known hashes with lock-file hashes
+        url = path.as_uri() if i % 2 == 0 else str(path)
+        sha = sha256_of(path) if i % 2 == 0 else None
+        files.append(FileSpec(path.name, url, sha, path.stat().st_size, item.get("place")))
+    spec = dataclasses.replace(load_spec(REGISTRY / f"{key}.yaml"), files=files)
+
+    downloads = tmp_path / "resources" / "downloads" / key
+    extracted = tmp_path / "resources" / "extracted" / key
+    download_dataset(spec, downloads)
+    assert all((downloads / f.name).is_file() for f in files)
+    extract_dataset(spec, downloads, extracted)
+    out = tmp_path / "results" / "datasets" / key
+    report = convert_dataset(spec, extracted, out, seed=0)
+
+    assert len(report.skipped) == expect.get("skipped", 0), report.summary()
+    ds = StandardDataset(out)
+    assert ds.verify() == []
+    cases = ds.cases("train") + ds.cases("test")
+    assert {c.case_id for c in cases} == expect["ids"]
+    assert len(cases) == expect["n"]
+    assert ds.meta["numTraining"] == len(ds.cases("train")) >= 1
+    assert len(ds.cases("test")) >= 1
+    assert ds.labels == spec.output_labels
+    assert ds.file_ending == (".png" if spec.dims == 2 else ".nii.gz")
+    seen: set[int] = set()
+    for case in cases:
+        image, label = ds.read_image(case), ds.read_label(case)
+        assert image.array.shape == label.array.shape == expect["shape"]
+        assert np.allclose(image.spacing, expect["spacing"], atol=1e-4)
+        assert np.allclose(image.affine, label.affine)
+        seen |= set(np.unique(label.array).tolist())
+        if "voxels" in expect:
+            assert int((label.array > 0).sum()) == expect["voxels"]
+    assert seen == expect["values"]

@@ -1,0 +1,85 @@
+# MedSAM-2 and plain SAM 2 (kinds medsam2 and sam2): one code path, they differ only in
+# the memory policy, so the comparison is fair by construction. Evaluation prompts are
+# computed once per dataset and shared by every prompted model.
+
+
+rule prompts:
+    input:
+        dataset_json("{dataset}"),
+    output:
+        f"{RESULTS}/prompts/{{dataset}}.json",
+    log:
+        f"{LOGS}/prompts/{{dataset}}.log",
+    params:
+        dir=lambda w: dataset_dir(w.dataset),
+        kind=lambda w: prompt_kind(config, w.dataset),
+        seed=SEED,
+    shell:
+        "medsam2 prompts --dataset-dir {params.dir} --kind {params.kind}"
+        " --seed {params.seed} --out {output} > {log} 2>&1"
+
+
+def _train_datasets(model):
+    spec = config["models"][model]
+    return spec["train"].get("datasets") or model_datasets(config, model)
+
+
+rule train_tracker:
+    input:
+        lambda w: [dataset_json(d) for d in _train_datasets(w.model)],
+    output:
+        f"{RESULTS}/models/{{model}}/checkpoint.pt",
+    log:
+        f"{LOGS}/train/{{model}}.log",
+    wildcard_constraints:
+        model=names_regex(trained_tracker_models()),
+    params:
+        cfg=lambda w: model_json(w.model),
+        dirs=lambda w: " ".join(dataset_dir(d) for d in _train_datasets(w.model)),
+        out=lambda w: f"{RESULTS}/models/{w.model}",
+        seed=SEED,
+    threads: 1
+    resources:
+        gpu=lambda w: model_resources(w.model, "gpu", 0),
+        mem_mb=lambda w: model_resources(w.model, "mem_mb", 4000),
+        runtime=lambda w: model_resources(w.model, "runtime", 60),
+    shell:
+        "medsam2 train --model-json {params.cfg:q} --dataset-dir {params.dirs}"
+        " --out-dir {params.out} --seed {params.seed} --threads {threads} > {log} 2>&1"
+
+
+def _checkpoint(model):
+    """Trained here, borrowed from another model (ablations), or an official file."""
+    spec = config["models"][model]
+    if is_trained(spec):
+        return f"{RESULTS}/models/{model}/checkpoint.pt"
+    if spec.get("weights_from"):
+        return f"{RESULTS}/models/{spec['weights_from']}/checkpoint.pt"
+    return spec["checkpoint"]
+
+
+rule predict_tracker:
+    input:
+        dataset=dataset_json("{dataset}"),
+        prompts=f"{RESULTS}/prompts/{{dataset}}.json",
+        checkpoint=lambda w: _checkpoint(w.model),
+    output:
+        directory(f"{RESULTS}/predictions/{{dataset}}/{{model}}"),
+    log:
+        f"{LOGS}/predict/{{dataset}}/{{model}}.log",
+    wildcard_constraints:
+        model=names_regex(tracker_models()),
+    params:
+        cfg=lambda w: model_json(w.model),
+        dir=lambda w: dataset_dir(w.dataset),
+        mode=lambda w: config["datasets"][w.dataset].get("mode_2d", "per_image"),
+        seed=SEED,
+    threads: 1
+    resources:
+        gpu=lambda w: model_resources(w.model, "gpu", 0),
+        mem_mb=lambda w: model_resources(w.model, "mem_mb", 4000),
+        runtime=lambda w: model_resources(w.model, "runtime", 60),
+    shell:
+        "medsam2 predict --model-json {params.cfg:q} --checkpoint {input.checkpoint}"
+        " --dataset-dir {params.dir} --prompts {input.prompts} --out-dir {output}"
+        " --mode-2d {params.mode} --seed {params.seed} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,20 @@
+# Synthetic phantom datasets (the CPU demo): one rule, seeded, standard layout.
+
+
+rule synthesize:
+    output:
+        dataset_json("{dataset}"),
+    log:
+        f"{LOGS}/synthesize/{{dataset}}.log",
+    wildcard_constraints:
+        dataset=names_regex(datasets_with_source("synthetic")),
+    params:
+        out=lambda w: dataset_dir(w.dataset),
+        generator=lambda w: config["datasets"][w.dataset]["generator"],
+        n_cases=lambda w: config["datasets"][w.dataset].get("n_cases", 16),
+        test_fraction=lambda w: config["datasets"][w.dataset].get("test_fraction", 0.25),
+        seed=SEED,
+    shell:
+        "medsam2 synth --generator {params.generator} --out {params.out}"
+        " --n-cases {params.n_cases} --test-fraction {params.test_fraction}"
+        " --seed {params.seed} > {log} 2>&1"
