@@ -7,10 +7,17 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The demo config is the default; a --configfile replaces it instead of being merged into
+# it (a merge would leak the demo's datasets and models into the paper run).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -23,7 +30,7 @@ include: "workflow/rules/report.smk"
 
 # One folder per baseline kind: included when a model of that kind is configured.
 for _kind in sorted({spec["kind"] for spec in config["models"].values()}):
-    if Path(f"baselines/{_kind}/rules.smk").is_file():
+    if (Path(workflow.basedir) / "baselines" / _kind / "rules.smk").is_file():
 
         include: f"baselines/{_kind}/rules.smk"
 

@@ -258,10 +258,12 @@ def write_case(
     """Write one case into the standard layout (single channel)."""
     root = Path(root)
     img_dir, lab_dir = (root / d for d in SPLIT_FOLDERS[split])
-    img_path = write_volume(img_dir / f"{case_id}_0000{file_ending}", image)
+    img_path = img_dir / f"{case_id}_0000{file_ending}"
+    if label is not None:  # check before writing anything: no half-written case
+        check_pair(image, label, img_path)
+    write_volume(img_path, image)
     lab_path = None
     if label is not None:
-        check_pair(image, label, img_path)
         lab_path = write_volume(lab_dir / f"{case_id}{file_ending}", label, is_label=True)
     return Case(case_id, split, (img_path,), lab_path)
 

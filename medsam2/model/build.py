@@ -110,7 +110,10 @@ def read_checkpoint(path: Path | str) -> dict[str, Any]:
 def load_checkpoint(model: torch.nn.Module, path: Path | str) -> dict[str, Any]:
     """Load weights strictly; missing or unexpected keys raise, listing them."""
     ckpt = read_checkpoint(path)
-    result = model.load_state_dict(ckpt["model"], strict=False)
+    try:
+        result = model.load_state_dict(ckpt["model"], strict=False)
+    except RuntimeError as exc:  # shape mismatches raise even when strict=False
+        raise CheckpointError(f"{path}: does not fit the architecture: {exc}") from exc
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(
             f"{path}: does not fit the architecture: "

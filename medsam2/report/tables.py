@@ -1,0 +1,370 @@
+"""The analogues of the paper's Tables 1-3, with the reported numbers beside ours.
+
+A table is a list of *blocks* over shared columns: "ours" (this run, mean ± std over
+cases), "reported" (the paper, from ``reported_dice.csv``) and "delta" (ours - reported,
+for our models whose ``paper_name`` is in the paper). Stacked blocks keep Table 1 (13
+columns) readable where "reported | ours | delta" side by side would need 39. A missing
+run or number is NaN in the data and "–" on the page, never 0. This module only builds
+and renders; numbers come from ``Context.cell`` (means from ``medsam2.evaluate.summarise``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+MISSING = "–"
+POOLED = "__all__"  # label key of the summary rows pooled over all labels of a dataset
+PAPER = "Zhu et al. 2024 (arXiv:2408.00874)"
+REPORTED_COLUMNS = ("table", "model", "dataset", "structure", "dice")
+DICE_UNITS = "Dice in % (mean ± std over cases; the mean column averages the other columns)."
+HD95_UNITS = "HD95 in mm (mean ± std over cases); the paper reports no HD95."
+ABLATION_STEPS = {  # paper_name -> row label, in the paper's (cumulative) order
+    "MedSAM-2[none]": "none",
+    "MedSAM-2[+confidence_threshold]": "+confidence",
+    "MedSAM-2[+dissimilarity_selection]": "+dissimilarity",
+    "MedSAM-2[+resampling]": "+resampling",
+}
+
+
+def load_reported(path: Path | str | None = None) -> pd.DataFrame:
+    """The paper's Dice numbers (long format); a bad file fails naming it."""
+    source = path or resources.files("medsam2.report") / "reported_dice.csv"
+    df = pd.read_csv(source)
+    missing = [c for c in REPORTED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{source}: reported-numbers CSV lacks columns {missing}")
+    return df
+
+
+@dataclass(frozen=True)
+class Column:
+    """One table column: a dataset (and label, or POOLED), or the mean of the others."""
+
+    name: str
+    dataset: str | None  # None: the mean over the table's other columns
+    label: str = POOLED
+    paper_dataset: str | None = None
+    paper_structure: str | None = None
+
+
+@dataclass
+class Block:
+    """Rows of one kind; ``mean``/``std`` are rows x column names, NaN where missing."""
+
+    kind: str  # ours | reported | delta
+    title: str
+    mean: pd.DataFrame
+    std: pd.DataFrame | None = None
+    runs: dict[str, str] = field(default_factory=dict)  # row label -> model (ours/paper)
+    pairs: dict[str, tuple[str, str]] = field(default_factory=dict)  # delta row -> (ours, rep)
+
+
+@dataclass
+class Table:
+    name: str  # file stem, e.g. table2_dice
+    title: str
+    metric: str  # dice | hd95
+    columns: list[Column]
+    blocks: list[Block]
+    footnotes: list[str]
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric == "dice"
+
+
+@dataclass
+class Context:
+    """Everything the builders need: config, per-cell means, paper numbers, provenance."""
+
+    config: dict
+    cells: pd.DataFrame  # summarise() rows indexed by (dataset, model, label), POOLED too
+    labels: dict[str, list[str]]  # dataset -> label names in label-value order
+    n_cases: dict[str, int]  # dataset -> number of evaluated cases
+    reported: pd.DataFrame
+    provenance: dict[str, str]
+    missing: list[tuple[str, str]]  # configured (dataset, model) without a metrics file
+
+    @property
+    def datasets(self) -> dict:
+        return self.config.get("datasets") or {}
+
+    @property
+    def models(self) -> dict:
+        return self.config.get("models") or {}
+
+    @property
+    def report_cfg(self) -> dict:
+        return self.config.get("report") or {}
+
+    def model_datasets(self, model: str) -> list[str]:
+        listed = self.models[model].get("datasets")
+        return list(listed) if listed else list(self.datasets)
+
+    def cell(self, dataset: str, model: str, label: str, metric: str) -> tuple[float, float]:
+        key = (dataset, model, label)
+        if key not in self.cells.index:
+            return np.nan, np.nan
+        row = self.cells.loc[key]
+        return float(row[f"{metric}_mean"]), float(row[f"{metric}_std"])
+
+    def row_label(self, model: str) -> str:
+        paper = self.models[model].get("paper_name")
+        return f"{model} ({paper})" if paper else model
+
+
+def is_ablation(model_cfg: dict) -> bool:
+    return bool(model_cfg.get("ablation")) or str(model_cfg.get("paper_name", "")).startswith(
+        "MedSAM-2["
+    )
+
+
+def ablation_rank(model_cfg: dict) -> int:
+    """Position in none/+confidence/+dissimilarity/+resampling, from paper_name or memory."""
+    names = list(ABLATION_STEPS)
+    if model_cfg.get("paper_name") in names:
+        return names.index(model_cfg["paper_name"])
+    memory = model_cfg.get("memory") or {}
+    if memory.get("policy", "fifo") != "self_sorting":
+        return 0
+    return sum(bool(memory.get(k)) for k in ("confidence", "dissimilarity", "resampling"))
+
+
+# ----------------------------------------------------------------------------- blocks
+def ours_block(ctx: Context, models: list[str], columns: list[Column], metric: str,
+               row_label: Callable[[str], str] | None = None) -> Block:
+    label_of = row_label or ctx.row_label
+    rows = [label_of(m) for m in models]
+    names = [c.name for c in columns]
+    mean = pd.DataFrame(np.nan, index=rows, columns=names)
+    std = pd.DataFrame(np.nan, index=rows, columns=names)
+    for model, row in zip(models, rows, strict=True):
+        for col in columns:
+            if col.dataset is not None:
+                mean.loc[row, col.name], std.loc[row, col.name] = ctx.cell(
+                    col.dataset, model, col.label, metric
+                )
+    _fill_mean_column(mean, columns)
+    return Block("ours", "Ours (this run)", mean, std, dict(zip(rows, models, strict=True)))
+
+
+def reported_block(ctx: Context, table_key: str, columns: list[Column],
+                   row_label: Callable[[str], str] | None = None) -> Block | None:
+    rep = ctx.reported[ctx.reported["table"] == table_key]
+    wanted = {(c.paper_dataset, c.paper_structure) for c in columns if c.dataset is not None}
+    hits = rep[[(d, s) in wanted for d, s in zip(rep["dataset"], rep["structure"], strict=True)]]
+    if hits.empty:
+        return None
+    models = list(dict.fromkeys(hits["model"]))
+    rows = [row_label(m) if row_label else m for m in models]
+    mean = pd.DataFrame(np.nan, index=rows, columns=[c.name for c in columns])
+    lookup = {(r.model, r.dataset, r.structure): float(r.dice) for r in rep.itertuples()}
+    for model, row in zip(models, rows, strict=True):
+        for col in columns:
+            if col.dataset is not None:
+                mean.loc[row, col.name] = lookup.get(
+                    (model, col.paper_dataset, col.paper_structure), np.nan
+                )
+    _fill_mean_column(mean, columns, rep, lookup, models, rows)
+    runs = dict(zip(rows, models, strict=True))
+    return Block("reported", f"Reported by {PAPER}", mean, None, runs)
+
+
+def delta_block(ctx: Context, ours: Block, reported: Block) -> Block | None:
+    paper_rows = {paper: row for row, paper in reported.runs.items()}
+    rows, values, pairs = [], [], {}
+    for row, model in ours.runs.items():
+        paper = ctx.models[model].get("paper_name")
+        if paper in paper_rows:
+            rows.append(f"{model} − {paper_rows[paper]}")
+            values.append(ours.mean.loc[row] - reported.mean.loc[paper_rows[paper]])
+            pairs[rows[-1]] = (row, paper_rows[paper])
+    if not rows:
+        return None
+    mean = pd.DataFrame(values, index=rows, columns=ours.mean.columns)
+    return Block("delta", "Δ ours − reported (points)", mean, pairs=pairs)
+
+
+def _fill_mean_column(mean: pd.DataFrame, columns: list[Column], rep: pd.DataFrame | None = None,
+                      lookup: dict | None = None, models: list | None = None,
+                      rows: list | None = None) -> None:
+    """The mean column: mean of the row's other columns, NaN if any is missing.
+
+    For the paper's rows, its printed mean is used when the table shows every column the
+    paper averaged over (otherwise a mean over a different set would be mislabelled).
+    """
+    mean_cols = [c for c in columns if c.dataset is None]
+    data_cols = [c.name for c in columns if c.dataset is not None]
+    for mc in mean_cols:
+        mean[mc.name] = mean[data_cols].mean(axis=1, skipna=False) if data_cols else np.nan
+        if rep is None or lookup is None or mc.paper_dataset is None:
+            continue
+        shown = {(c.paper_dataset, c.paper_structure) for c in columns if c.dataset}
+        mean_key = (mc.paper_dataset, mc.paper_structure)
+        for model, row in zip(models or [], rows or [], strict=True):
+            averaged = rep[(rep["model"] == model)][["dataset", "structure"]]
+            keys = {tuple(k) for k in averaged.itertuples(index=False)} - {mean_key}
+            if keys <= shown and (model, *mean_key) in lookup:
+                mean.loc[row, mc.name] = lookup[(model, *mean_key)]
+
+
+# ----------------------------------------------------------------------------- footnotes
+def footnotes(ctx: Context, datasets: list[str], units: str, paper_table: str | None,
+              extra: list[str] | None = None) -> list[str]:
+    """Prompt, units, empty-mask convention, cases, seed, commit and config hash."""
+    ev = ctx.config.get("evaluate") or {}
+    penalty = ev.get("hd95_penalty", "diagonal")
+    prompts = ", ".join(f"{d}: {ctx.datasets.get(d, {}).get('prompt', '?')}" for d in datasets)
+    cases = ", ".join(f"{d}: {ctx.n_cases.get(d, 0)}" for d in datasets)
+    scoped = ctx.cells[ctx.cells.index.get_level_values("dataset").isin(datasets)]
+    per_label = scoped[scoped.index.get_level_values("label") != POOLED]
+    n_pen = int(per_label["n_hd95_penalised"].sum()) if len(per_label) else 0
+    n_err = int(per_label["n_error"].sum()) if len(per_label) else 0
+    pen_text = {"diagonal": "the image diagonal in mm", "nan": "excluded"}.get(
+        str(penalty), f"{penalty} mm"
+    )
+    seeds = sorted({str(ctx.config.get("seed", "?"))} | {
+        str(m["seed"]) for m in ctx.models.values() if "seed" in m
+    })
+    notes = [
+        f"Prompt per task: {prompts or MISSING}.",
+        units,
+        "Empty masks: both empty gives Dice 1 (100 %) and HD95 0 mm; exactly one empty gives "
+        f"Dice 0 and an undefined HD95, counted as {pen_text} in means ({n_pen} case-labels); "
+        f"failed cases are excluded ({n_err}).",
+        f"Test cases: {cases or MISSING}. Seed(s): {', '.join(seeds)}.",
+        f"Git commit {ctx.provenance.get('commit', 'unknown')}; "
+        f"config sha256 {ctx.provenance.get('config_hash', 'unknown')}.",
+    ]
+    if paper_table:
+        notes.append(f"Reported: {PAPER}, {paper_table}; Δ = ours − reported in points.")
+    gaps = [f"{d}/{m}" for d, m in ctx.missing if d in datasets]
+    if gaps:
+        notes.append(f"No metrics file (not run): {', '.join(gaps)}.")
+    notes.append(f"{MISSING} = not run or not reported; best per column in bold.")
+    return notes + list(extra or [])
+
+
+# ----------------------------------------------------------------------------- builders
+def table1_dataset(ctx: Context) -> str | None:
+    """report.table1_dataset, else the dataset with the most labels (first in config)."""
+    chosen = ctx.report_cfg.get("table1_dataset")
+    if chosen:
+        if chosen not in ctx.datasets:
+            raise ValueError(f"report.table1_dataset: '{chosen}' is not a configured dataset")
+        return chosen
+    best = None
+    for name in ctx.datasets:
+        if best is None or len(ctx.labels.get(name, [])) > len(ctx.labels.get(best, [])):
+            best = name
+    return best
+
+
+def table2_datasets(ctx: Context) -> list[str]:
+    """report.table2_datasets, else the paper's Table 2 tasks we have (paper order), else all."""
+    chosen = ctx.report_cfg.get("table2_datasets")
+    if chosen:
+        unknown = [d for d in chosen if d not in ctx.datasets]
+        if unknown:
+            raise ValueError(f"report.table2_datasets: not configured datasets {unknown}")
+        return list(chosen)
+    rep = ctx.reported[ctx.reported["table"] == "table2_zero_shot"]
+    by_key = {c.get("paper_key"): n for n, c in ctx.datasets.items() if c.get("paper_key")}
+    matched = [by_key[k] for k in dict.fromkeys(rep["dataset"]) if k in by_key]
+    return matched or list(ctx.datasets)
+
+
+def models_on(ctx: Context, datasets: list[str], ablation: bool = False) -> list[str]:
+    """Configured models run on any of ``datasets``; ablation variants only in Table 3."""
+    main = ctx.report_cfg.get("main_model")
+    out = []
+    for name, cfg in ctx.models.items():
+        if not set(ctx.model_datasets(name)) & set(datasets):
+            continue
+        if ablation == is_ablation(cfg) or (not ablation and name == main):
+            out.append(name)
+    return out
+
+
+def paper_tables(ctx: Context, name: str, title: str, columns: list[Column], models: list[str],
+                 paper_key: str, paper_table: str, datasets: list[str],
+                 row_label: Callable[[str], str] | None = None,
+                 reported_label: Callable[[str], str] | None = None,
+                 extra: list[str] | None = None) -> list[Table]:
+    """A Dice table (ours, reported, delta) and its HD95 companion (ours only)."""
+    blocks = [ours_block(ctx, models, columns, "dice", row_label)] if models else []
+    rep = reported_block(ctx, paper_key, columns, reported_label)
+    if rep is not None:
+        blocks.append(rep)
+        delta = delta_block(ctx, blocks[0], rep) if models else None
+        blocks += [delta] if delta is not None else []
+    dice = Table(f"{name}_dice", f"{title}: Dice (%)", "dice", columns, blocks,
+                 footnotes(ctx, datasets, DICE_UNITS, paper_table if rep is not None else None,
+                           extra))
+    hd_blocks = [ours_block(ctx, models, columns, "hd95", row_label)] if models else []
+    hd95 = Table(f"{name}_hd95", f"{title}: HD95 (mm)", "hd95", columns, hd_blocks,
+                 footnotes(ctx, datasets, HD95_UNITS, None, extra))
+    return [dice, hd95]
+
+
+def build_table1(ctx: Context) -> list[Table]:
+    """Per-structure results on the multi-label dataset (BTCV in the paper)."""
+    ds = table1_dataset(ctx)
+    if ds is None:
+        return paper_tables(ctx, "table1", "Table 1 analogue", [], [], "table1_btcv", "Table 1",
+                            [])
+    cfg = ctx.datasets[ds]
+    key, smap = cfg.get("paper_key"), cfg.get("paper_structures") or {}
+    cols = [Column(lab if smap.get(lab, lab) == lab else f"{lab} ({smap[lab]})", ds, lab, key,
+                   smap.get(lab, lab)) for lab in ctx.labels.get(ds, [])]
+    cols.append(Column("mean", None, POOLED, key, "mean"))
+    return paper_tables(ctx, "table1", f"Table 1 analogue (per structure, {ds})", cols,
+                        models_on(ctx, [ds]), "table1_btcv", "Table 1", [ds])
+
+
+def build_table2(ctx: Context) -> list[Table]:
+    """One column per task (pooled over its labels), models as rows, a mean column."""
+    datasets = table2_datasets(ctx)
+    cols = [Column(d, d, POOLED, ctx.datasets[d].get("paper_key"), "target") for d in datasets]
+    cols.append(Column("mean", None, POOLED, "mean", "target"))
+    left_out = [d for d in ctx.datasets if d not in datasets]
+    extra = [f"Not in the paper's Table 2 (see summary.md): {', '.join(left_out)}."] \
+        if left_out else []
+    return paper_tables(ctx, "table2", "Table 2 analogue (per task)", cols,
+                        models_on(ctx, datasets), "table2_zero_shot", "Table 2", datasets,
+                        extra=extra)
+
+
+def build_table3(ctx: Context) -> list[Table]:
+    """The memory-bank ablation, rows none / +confidence / +dissimilarity / +resampling."""
+    models = sorted(models_on(ctx, list(ctx.datasets), ablation=True),
+                    key=lambda m: ablation_rank(ctx.models[m]))
+    rep = ctx.reported[ctx.reported["table"] == "table3_ablation"]
+    datasets = [d for d, cfg in ctx.datasets.items()
+                if any(d in ctx.model_datasets(m) for m in models)
+                or (cfg.get("paper_key") and cfg["paper_key"] in set(rep["dataset"]))]
+    cols = []
+    for d in datasets:
+        key, smap = ctx.datasets[d].get("paper_key"), ctx.datasets[d].get("paper_structures") or {}
+        inverse = {v: k for k, v in smap.items()}
+        structures = list(dict.fromkeys(rep.loc[rep["dataset"] == key, "structure"]))
+        for s in structures or ["target"]:
+            label = POOLED if s == "target" else inverse.get(s, s)
+            name = d if s == "target" else f"{d} ({label if label == s else f'{label}: {s}'})"
+            cols.append(Column(name, d, label, key, s))
+    steps = list(ABLATION_STEPS.values())
+
+    def row_label(model: str) -> str:
+        return f"{steps[min(ablation_rank(ctx.models[model]), 3)]} ({model})"
+
+    extra = [] if models else ["No ablation variants configured (models with paper_name "
+                               "'MedSAM-2[...]' or ablation: true)."]
+    return paper_tables(ctx, "table3", "Table 3 analogue (memory-bank ablation)", cols, models,
+                        "table3_ablation", "Table 3", datasets, row_label,
+                        lambda p: ABLATION_STEPS.get(p, p), extra)

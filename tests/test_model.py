@@ -1,0 +1,99 @@
+"""The MedSAM-2 model on Meta's sam2 parts: equivalence, checkpoints, chunked features."""
+
+import numpy as np
+import pytest
+import torch
+from sam2.modeling.sam2_base import SAM2Base
+
+from medsam2.data.frames import to_model_frames
+from medsam2.data.prompts import box_prompt
+from medsam2.model.build import CheckpointError, build_model, load_checkpoint, save_checkpoint
+from medsam2.model.medsam2_base import MedSAM2Base
+from medsam2.model.memory import SelfSortingPolicy
+from medsam2.model.predictor import ChunkedFeatures, segment_sequence
+
+
+class SAM2Reference(MedSAM2Base):
+    """Our model class but with SAM 2's own (inline FIFO) memory conditioning."""
+
+    _prepare_memory_conditioned_features = SAM2Base._prepare_memory_conditioned_features
+
+
+def _sequence(n=10, size=64, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    imgs, masks = [], []
+    for t in range(n):
+        m = (yy - 30 - t) ** 2 + (xx - 28) ** 2 < (12 - abs(t - 4)) ** 2
+        imgs.append(np.clip(0.3 + 0.5 * m + rng.normal(0, 0.05, m.shape), 0, 1))
+        masks.append(m)
+    return np.stack(imgs), np.stack(masks)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_model("tiny", 64, {"policy": "fifo"}, seed=0).eval()
+
+
+def test_fifo_policy_matches_sam2_memory_selection_exactly(tiny):
+    imgs, masks = _sequence()
+    frames = to_model_frames(imgs, 64)
+    prompt = box_prompt(masks[4], 4).model_inputs(masks[4].shape, 64)
+    ours = segment_sequence(tiny, frames, {4: prompt})
+    ref = build_model("tiny", 64, {"policy": "fifo"}, seed=0)
+    ref.__class__ = SAM2Reference
+    ref.load_state_dict(tiny.state_dict())
+    theirs = segment_sequence(ref.eval(), frames, {4: prompt})
+    assert ours.shape == (10, 1, 16, 16)
+    assert torch.allclose(ours, theirs, atol=1e-5, rtol=0)
+    # and the self-sorting bank really changes what the model attends to
+    tiny.memory_policy = SelfSortingPolicy(bank_size=2, confidence=False, seed=0)
+    try:
+        other = segment_sequence(tiny, frames, {4: prompt})
+    finally:
+        tiny.memory_policy = ref.memory_policy
+    assert not torch.allclose(ours[7:], other[7:], atol=1e-5)
+
+
+def test_chunked_features_equal_one_batch(tiny):
+    frames = to_model_frames(_sequence(7)[0], 64)
+    whole = ChunkedFeatures(tiny, frames, chunk_size=7)
+    chunked = ChunkedFeatures(tiny, frames, chunk_size=3, max_chunks=1)
+    with torch.no_grad():
+        for t in (0, 4, 6, 2):
+            a, b = whole[t][0], chunked[t][0]
+            assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(a, b))
+    assert len(chunked._chunks) == 1 and chunked.encoder_calls == 4
+
+
+def test_checkpoint_round_trip_and_strict_errors(tiny, tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", tiny, {"arch": "tiny"}, step=3)
+    other = build_model("tiny", 64, seed=1)
+    ckpt = load_checkpoint(other, path)
+    assert ckpt["step"] == 3 and ckpt["config"] == {"arch": "tiny"} and "code_version" in ckpt
+    assert all(torch.equal(a, b) for a, b in zip(tiny.state_dict().values(),
+                                                 other.state_dict().values()))
+    sd = dict(tiny.state_dict())
+    sd.pop("no_mem_embed")
+    sd["extra.weight"] = torch.zeros(1)
+    torch.save({"model": sd}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"1 missing keys \['no_mem_embed'\].*extra.weight"):
+        load_checkpoint(other, tmp_path / "bad.pt")
+    (tmp_path / "corrupt.pt").write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="corrupt.pt: not a readable checkpoint"):
+        load_checkpoint(other, tmp_path / "corrupt.pt")
+    with pytest.raises(CheckpointError, match="nothere.pt: checkpoint not found"):
+        load_checkpoint(other, tmp_path / "nothere.pt")
+
+
+@pytest.mark.parametrize("arch", ["hiera_t", "sam2_hiera_t"])
+def test_official_layout_checkpoint_loads(arch, tmp_path):
+    """Meta's files are {"model": SAM2Base state dict}: a random-init one must load."""
+    meta_model = build_model(arch, 256, seed=0)
+    assert isinstance(meta_model, SAM2Base)
+    torch.save({"model": meta_model.state_dict()}, tmp_path / f"{arch}.pt")
+    ours = build_model(arch, 256, checkpoint=tmp_path / f"{arch}.pt", seed=5)
+    key = "image_encoder.trunk.patch_embed.proj.weight"
+    assert torch.equal(ours.state_dict()[key], meta_model.state_dict()[key])
+    with pytest.raises(CheckpointError, match="does not fit"):
+        build_model("tiny", 64, checkpoint=tmp_path / f"{arch}.pt")

@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from medsam2.data.prompts import (
+    box_prompt,
+    click_prompt,
+    dataset_prompts,
+    key_slice,
+    load_prompts,
+    make_prompt,
+)
+
+
+def _mask():
+    m = np.zeros((20, 30), bool)
+    m[4:10, 12:25] = True  # rows 4..9, cols 12..24
+    return m
+
+
+def test_box_is_tight_in_xy_order_and_jitter_is_seeded():
+    p = box_prompt(_mask(), frame=3)
+    assert p.points == [[12.0, 4.0], [24.0, 9.0]] and p.labels == [2, 3] and p.frame == 3
+    a = box_prompt(_mask(), 0, np.random.default_rng(1), jitter=0.2)
+    b = box_prompt(_mask(), 0, np.random.default_rng(1), jitter=0.2)
+    assert a.points == b.points and a.points != p.points
+
+
+def test_click_is_inside_the_object():
+    p = click_prompt(_mask(), 0)
+    x, y = p.points[0]
+    assert _mask()[int(y), int(x)] and p.labels == [1]
+    for seed in range(5):
+        x, y = click_prompt(_mask(), 0, np.random.default_rng(seed)).points[0]
+        assert _mask()[int(y), int(x)]
+
+
+def test_key_slice_is_the_largest_area():
+    vol = np.zeros((5, 5, 6), bool)
+    vol[1:3, 1:3, 1] = True
+    vol[0:4, 0:4, 4] = True
+    assert key_slice(vol) == 4
+    with pytest.raises(ValueError, match="empty mask"):
+        key_slice(np.zeros((3, 3, 3), bool))
+
+
+def test_model_inputs_scale_to_the_model_size():
+    p = box_prompt(_mask(), 0)
+    points, mask = p.model_inputs((20, 30), 60)
+    assert mask is None
+    coords = points["point_coords"][0]
+    assert torch.allclose(coords[0], torch.tensor([(12 + 0.5) * 2, (4 + 0.5) * 3]))
+    _, mask = make_prompt("mask", _mask(), 0).model_inputs((20, 30), 60, _mask())
+    assert mask.shape == (1, 1, 60, 60) and mask.sum() > 0
+
+
+def test_dataset_prompts_round_trip(phantom3d, tmp_path):
+    prompts = dataset_prompts(phantom3d, "box", seed=0)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(prompts))
+    loaded = load_prompts(path)
+    (case, labels), = loaded["cases"].items()
+    assert set(labels) == {"organ", "lesion"}
+    assert all(p.kind == "box" and len(p.points) == 2 for p in labels.values())
+    with pytest.raises(ValueError, match="unknown prompt kind"):
+        make_prompt("scribble", _mask(), 0)

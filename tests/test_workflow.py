@@ -1,0 +1,110 @@
+"""End to end: the real `snakemake` on a miniature config, and config errors at start-up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+
+
+def mini_config(tmp: Path) -> dict:
+    """Tiny sizes and few steps: the demo's shape, minutes -> seconds."""
+    return {
+        "seed": 0,
+        "results": "results",
+        "resources": "resources",
+        "datasets": {
+            "mini3d": {"source": "synthetic", "generator": "abdomen3d", "n_cases": 3,
+                       "test_fraction": 0.34, "prompt": "box"},
+            "mini2d": {"source": "synthetic", "generator": "cells2d", "n_cases": 4,
+                       "test_fraction": 0.5, "prompt": "click", "mode_2d": "one_prompt"},
+        },
+        "models": {
+            "medsam2-mini": {"kind": "medsam2", "paper_name": "MedSAM-2", "arch": "tiny",
+                             "image_size": 64, "memory": {"policy": "self_sorting"},
+                             "train": {"steps": 2, "clip_len": 3}},
+            "medsam2-mini-none": {"kind": "medsam2", "paper_name": "MedSAM-2[none]",
+                                  "ablation": True, "arch": "tiny", "image_size": 64,
+                                  "weights_from": "medsam2-mini",
+                                  "memory": {"policy": "self_sorting", "confidence": False,
+                                             "dissimilarity": False, "resampling": False},
+                                  "datasets": ["mini3d"]},
+            "sam2-mini": {"kind": "sam2", "paper_name": "SAM2", "arch": "tiny",
+                          "image_size": 64, "memory": {"policy": "fifo"},
+                          "train": {"steps": 2, "clip_len": 3}},
+        },
+        "evaluate": {"strict": False, "hd95_penalty": "diagonal"},
+        "report": {"main_model": "medsam2-mini"},
+    }
+
+
+def run_snakemake(workdir: Path, config: dict, *extra: str, timeout: int = 900):
+    cfg = workdir / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(cfg), "--cores", "2",
+         *extra],
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.mark.slow
+def test_demo_shaped_workflow_runs_end_to_end(tmp_path):
+    res = run_snakemake(tmp_path, mini_config(tmp_path))
+    assert res.returncode == 0, res.stderr[-4000:]
+    results = tmp_path / "results"
+    for dataset, model in [("mini3d", "medsam2-mini"), ("mini3d", "sam2-mini"),
+                           ("mini3d", "medsam2-mini-none"), ("mini2d", "medsam2-mini"),
+                           ("mini2d", "sam2-mini")]:
+        df = pd.read_csv(results / "metrics" / dataset / f"{model}.csv")
+        assert len(df) >= 1 and set(df["model"]) == {model}
+        assert df["dice"].between(0, 1).all()
+        assert set(df["status"]) <= {"ok", "empty_gt", "empty_pred", "both_empty"}
+    # 3D: one row per test case and label, both labels scored
+    df3 = pd.read_csv(results / "metrics" / "mini3d" / "medsam2-mini.csv")
+    assert set(df3["label"]) == {"organ", "lesion"}
+    # the ablation variant reused the trained weights: no second training for it
+    assert not (results / "models" / "medsam2-mini-none").exists()
+    summary = (results / "report" / "summary.md").read_text()
+    assert "medsam2-mini" in summary and "sam2-mini" in summary and "mini3d" in summary
+    assert (results / "report" / "figures" / "mini3d_per_case.png").stat().st_size > 1000
+    # every rule left a log, and prompts are shared: one file per dataset
+    assert (results / "logs" / "train" / "medsam2-mini.log").is_file()
+    assert sorted(p.name for p in (results / "prompts").iterdir()) == ["mini2d.json",
+                                                                      "mini3d.json"]
+    # nothing left to do: a rerun is a no-op
+    again = run_snakemake(tmp_path, mini_config(tmp_path), "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_dry_run_lists_every_stage(tmp_path):
+    res = run_snakemake(tmp_path, mini_config(tmp_path), "-n")
+    assert res.returncode == 0, res.stderr[-3000:]
+    for rule in ("synthesize", "prompts", "train_tracker", "predict_tracker", "evaluate",
+                 "report", "resolved_config"):
+        assert rule in res.stdout, rule
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["models"]["sam2-mini"].update(kind="unet9000"),
+     "models.sam2-mini.kind: unknown kind 'unet9000'"),
+    (lambda c: c.pop("datasets"), "'datasets' is a required property"),
+    (lambda c: c["models"]["medsam2-mini"].pop("kind"), "'kind' is a required property"),
+    (lambda c: c["models"]["sam2-mini"].update(memory={"policy": "self_sorting"}),
+     "models.sam2-mini.memory.policy: plain SAM 2 uses 'fifo'"),
+    (lambda c: c["models"]["medsam2-mini-none"].update(weights_from="nope"),
+     "models.medsam2-mini-none.weights_from: 'nope' is not a trained model"),
+])
+def test_bad_config_fails_at_start_naming_the_key(tmp_path, mutate, message):
+    cfg = mini_config(tmp_path)
+    mutate(cfg)
+    res = run_snakemake(tmp_path, cfg, "-n")
+    assert res.returncode != 0
+    assert message in res.stdout + res.stderr
