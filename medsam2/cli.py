@@ -18,6 +18,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "datasets": ("medsam2.data.registry", "list, download, extract, convert paper datasets"),
     "synth": ("medsam2.data.phantoms", "generate a synthetic phantom dataset"),
     "prompts": ("medsam2.data.prompts", "compute the evaluation prompts of a dataset"),
+    "checkpoint": ("medsam2.model.checkpoints", "fetch an official SAM 2 / 2.1 checkpoint"),
     "train": ("medsam2.train", "train a MedSAM-2 / SAM 2 model on frame clips"),
     "predict": ("medsam2.predict", "predict a dataset's test split with MedSAM-2 / SAM 2"),
     "nnunet": ("baselines.nnunet.cli", "nnU-Net v2 baseline: plan, train, predict"),

@@ -184,7 +184,7 @@ def train(
     tcfg = TrainConfig.from_dict(model_cfg.get("train"))
     image_size = int(model_cfg.get("image_size", 128))
     model = build_model(model_cfg.get("arch", "tiny"), image_size, model_cfg.get("memory"),
-                        seed=seed, checkpoint=model_cfg.get("init_checkpoint"),
+                        seed=seed, checkpoint=model_cfg.get("checkpoint"),
                         postprocessing=False)
     for name, p in model.named_parameters():
         p.requires_grad_(not any(name.startswith(f) for f in tcfg.freeze))

@@ -1,9 +1,12 @@
-# Helpers shared by all rule files: config checks, dataset/model selection, paths,
-# wildcard constraints and resources. No rules here.
+# Shared helpers for the workflow (config checks, dataset and model selection, paths,
+# wildcard constraints, resources). No rules here.
 
 import json
 import re
 
+from pathlib import Path
+
+from medsam2.model.checkpoints import OFFICIAL as OFFICIAL_CHECKPOINTS
 from medsam2.config import (
     TRACKER_KINDS,
     ConfigError,
@@ -18,6 +21,7 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
+DATASET_REGISTRY = config.get("registry_dir", f"{workflow.basedir}/config/datasets")
 RESULTS = config["results"]
 RESOURCES = config["resources"]
 SEED = int(config["seed"])
@@ -79,5 +83,49 @@ def config_resolved_path():
     return f"{RESULTS}/config.resolved.json"
 
 
-wildcard_constraints:
-    model=names_regex(list(config["models"])),
+# -- real datasets (data.smk) ----------------------------------------------------------
+
+
+def registry_datasets():
+    """Config dataset names read from the registry (config/datasets/<key>.yaml)."""
+    return datasets_with_source("registry")
+
+
+def local_datasets():
+    """Config dataset names that point at a local folder (bring your own data)."""
+    return datasets_with_source("local")
+
+
+def registry_key(name):
+    """The registry key of a config dataset (`registry:` overrides the name)."""
+    return config["datasets"][name].get("registry", name)
+
+
+def registry_keys():
+    return sorted({registry_key(n) for n in registry_datasets()})
+
+
+def _split_args(name):
+    spec = config["datasets"][name]
+    args = f"--seed {SEED}"
+    if spec.get("test_fraction") is not None:
+        args += f" --test-fraction {float(spec['test_fraction'])}"
+    return args
+
+
+# -- MedSAM-2 / SAM 2 (medsam2.smk) ---------------------------------------------------
+
+
+def train_datasets(model):
+    spec = config["models"][model]
+    return spec["train"].get("datasets") or model_datasets(config, model)
+
+
+def tracker_checkpoint(model):
+    """Trained here, borrowed from another model (ablations), or an official file."""
+    spec = config["models"][model]
+    if is_trained(spec):
+        return f"{RESULTS}/models/{model}/checkpoint.pt"
+    if spec.get("weights_from"):
+        return f"{RESULTS}/models/{spec['weights_from']}/checkpoint.pt"
+    return spec["checkpoint"]

@@ -2,6 +2,8 @@
 
 
 rule evaluate:
+    conda:
+        "../envs/medsam2.yaml"
     input:
         dataset=dataset_json("{dataset}"),
         predictions=f"{RESULTS}/predictions/{{dataset}}/{{model}}",
@@ -19,6 +21,8 @@ rule evaluate:
 
 
 rule resolved_config:
+    conda:
+        "../envs/medsam2.yaml"
     output:
         config_resolved_path(),
     log:

@@ -4,6 +4,8 @@
 
 
 rule prompts:
+    conda:
+        "../envs/medsam2.yaml"
     input:
         dataset_json("{dataset}"),
     output:
@@ -19,14 +21,27 @@ rule prompts:
         " --seed {params.seed} --out {output} > {log} 2>&1"
 
 
-def _train_datasets(model):
-    spec = config["models"][model]
-    return spec["train"].get("datasets") or model_datasets(config, model)
+rule fetch_checkpoint:
+    conda:
+        "../envs/medsam2.yaml"
+    output:
+        f"{RESOURCES}/checkpoints/{{name}}",
+    log:
+        f"{LOGS}/checkpoints/{{name}}.log",
+    wildcard_constraints:
+        name=names_regex(list(OFFICIAL_CHECKPOINTS)),
+    params:
+        out=lambda w, output: str(Path(output[0]).parent),
+    shell:
+        "medsam2 checkpoint {wildcards.name} --out-dir {params.out} > {log} 2>&1"
 
 
 rule train_tracker:
+    conda:
+        "../envs/medsam2.yaml"
     input:
-        lambda w: [dataset_json(d) for d in _train_datasets(w.model)],
+        datasets=lambda w: [dataset_json(d) for d in train_datasets(w.model)],
+        init=lambda w: config["models"][w.model].get("checkpoint", []),
     output:
         f"{RESULTS}/models/{{model}}/checkpoint.pt",
     log:
@@ -35,7 +50,7 @@ rule train_tracker:
         model=names_regex(trained_tracker_models()),
     params:
         cfg=lambda w: model_json(w.model),
-        dirs=lambda w: " ".join(dataset_dir(d) for d in _train_datasets(w.model)),
+        dirs=lambda w: " ".join(dataset_dir(d) for d in train_datasets(w.model)),
         out=lambda w: f"{RESULTS}/models/{w.model}",
         seed=SEED,
     threads: 1
@@ -48,21 +63,13 @@ rule train_tracker:
         " --out-dir {params.out} --seed {params.seed} --threads {threads} > {log} 2>&1"
 
 
-def _checkpoint(model):
-    """Trained here, borrowed from another model (ablations), or an official file."""
-    spec = config["models"][model]
-    if is_trained(spec):
-        return f"{RESULTS}/models/{model}/checkpoint.pt"
-    if spec.get("weights_from"):
-        return f"{RESULTS}/models/{spec['weights_from']}/checkpoint.pt"
-    return spec["checkpoint"]
-
-
 rule predict_tracker:
+    conda:
+        "../envs/medsam2.yaml"
     input:
         dataset=dataset_json("{dataset}"),
         prompts=f"{RESULTS}/prompts/{{dataset}}.json",
-        checkpoint=lambda w: _checkpoint(w.model),
+        checkpoint=lambda w: tracker_checkpoint(w.model),
     output:
         directory(f"{RESULTS}/predictions/{{dataset}}/{{model}}"),
     log:

@@ -44,6 +44,8 @@ _REPORT_DATASET_FIGURES = {
 
 
 rule report:
+    conda:
+        "../envs/medsam2.yaml"
     input:
         metrics=all_metrics_files(),
         config=config_resolved_path(),
@@ -95,8 +97,8 @@ rule report:
     log:
         f"{_REPORT_RESULTS}/logs/report.log",
     params:
-        results=_REPORT_RESULTS,
-        out_dir=_REPORT_DIR,
+        results=lambda w, input: str(Path(input.config).parent),
+        out_dir=lambda w, output: str(Path(output.summary_csv).parent),
     shell:
         "medsam2 report --metrics-dir {params.results}/metrics --config {input.config}"
         " --datasets-dir {params.results}/datasets"

@@ -2,6 +2,8 @@
 
 
 rule synthesize:
+    conda:
+        "../envs/medsam2.yaml"
     output:
         dataset_json("{dataset}"),
     log:

@@ -1,0 +1,38 @@
+# Two commands on a fresh machine (README):  make demo  |  make test
+# Both create .venv and install everything into it first (once; redone when
+# pyproject.toml changes). torch is installed first: sam2 is an sdist that builds against
+# it; SAM2_BUILD_CUDA=0 skips its optional CUDA extension (not needed, see FACTS).
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+CORES ?= 2
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint report clean-results
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	SAM2_BUILD_CUDA=0 $(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+demo: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --report results/report.html
+
+test: install
+	$(BIN)/ruff check .
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint > /dev/null
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint
+
+clean-results:
+	rm -rf results/datasets results/models results/predictions results/metrics \
+	       results/prompts results/report results/logs results/nnunet .snakemake
