@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from medsam2.data.frames import (
     unslice,
 )
 from medsam2.data.layout import StandardDataset, Volume, write_volume
-from medsam2.data.prompts import SLICE_AXIS_3D, load_prompts, make_prompt
+from medsam2.data.prompts import SLICE_AXIS_3D, Prompt, load_prompts, make_prompt
 from medsam2.model.build import build_model
 from medsam2.model.predictor import segment_sequence
 
@@ -40,36 +41,84 @@ def _intensity(ds: StandardDataset) -> Intensity:
     return Intensity.for_channel(next(iter(ds.meta["channel_names"].values())))
 
 
-def labels_from_logits(logits: dict[int, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
-    """Label map: the label value with the largest positive logit per voxel, else 0."""
-    out = np.zeros(shape, np.uint8)
-    if not logits:
+@dataclass(frozen=True)
+class Orientations:
+    """Which frame orders a 3D volume is segmented in, and how the results are fused.
+
+    The paper segments 6 orientations (3 axes x forward/reversed) and aggregates them by
+    averaging or voting: ``Orientations((0, 1, 2), reverse=True)``. Default: one axis.
+    """
+
+    axes: tuple[int, ...] = (SLICE_AXIS_3D,)
+    reverse: bool = False
+    fusion: str = "mean"  # mean of probabilities | vote (majority of binary masks)
+
+    @classmethod
+    def from_dict(cls, cfg: dict | None) -> Orientations:
+        cfg = dict(cfg or {})
+        out = cls(tuple(cfg.pop("axes", (SLICE_AXIS_3D,))), bool(cfg.pop("reverse", False)),
+                  str(cfg.pop("fusion", "mean")))
+        if cfg:
+            raise ValueError(f"orientations: unknown keys {sorted(cfg)}")
+        if out.fusion not in ("mean", "vote") or not set(out.axes) <= {0, 1, 2}:
+            raise ValueError(f"orientations: bad value {out}")
         return out
-    values = np.array(list(logits), dtype=np.uint8)
-    stack = np.stack([logits[v] for v in logits])
+
+    def fuse(self, logits: list[np.ndarray]) -> np.ndarray:
+        """Foreground score in [0, 1] from per-orientation logits."""
+        if self.fusion == "vote":
+            return np.mean([lg > 0 for lg in logits], axis=0)
+        return np.mean([1.0 / (1.0 + np.exp(-np.clip(lg, -50, 50))) for lg in logits], axis=0)
+
+
+def labels_from_scores(scores: dict[int, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """Label map: the label value with the largest score > 0.5 per voxel, else 0."""
+    out = np.zeros(shape, np.uint8)
+    if not scores:
+        return out
+    values = np.array(list(scores), dtype=np.uint8)
+    stack = np.stack([scores[v] for v in scores])
     best = stack.argmax(axis=0)
-    return np.where(stack.max(axis=0) > 0, values[best], 0).astype(np.uint8)
+    return np.where(stack.max(axis=0) > 0.5, values[best], 0).astype(np.uint8)
+
+
+def _sequence_logits(model, stack01: np.ndarray, prompt: Prompt, gt_slice, image_size: int,
+                     reverse: bool, chunk_size: int) -> np.ndarray:
+    """(T, H, W) logits of one frame sequence prompted on one frame (optionally reversed)."""
+    frames = to_model_frames(stack01[::-1] if reverse else stack01, image_size)
+    frame = len(stack01) - 1 - prompt.frame if reverse else prompt.frame
+    hw = stack01.shape[1:]
+    low = segment_sequence(model, frames, {frame: prompt.model_inputs(hw, image_size, gt_slice)},
+                           chunk_size)
+    full = logits_to_original(low, hw).numpy()
+    return full[::-1] if reverse else full
 
 
 def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict,
                    label: np.ndarray | None, labels: dict[str, int], image_size: int,
-                   chunk_size: int = 16) -> np.ndarray:
-    """Label map of one 3D image from per-label prompts on key slices."""
-    stack = slices(intensity.apply(image), SLICE_AXIS_3D)
-    frames = to_model_frames(stack, image_size)
-    hw = stack.shape[1:]
-    logits = {}
-    for name, prompt in prompts.items():
-        gt_slice = None
-        if prompt.kind == "mask":
-            if label is None:
-                raise ValueError("a mask prompt needs the ground-truth label")
-            gt_slice = slices(label == labels[name], SLICE_AXIS_3D)[prompt.frame]
-        inputs = prompt.model_inputs(hw, image_size, gt_slice)
-        low = segment_sequence(model, frames, {prompt.frame: inputs}, chunk_size)
-        full = logits_to_original(low, hw).numpy()
-        logits[labels[name]] = unslice(full, SLICE_AXIS_3D, 3)
-    return labels_from_logits(logits, image.shape)
+                   orientations: Orientations = Orientations(), chunk_size: int = 16) -> np.ndarray:
+    """Label map of one 3D image from per-label prompts (one per axis) on key slices."""
+    norm = intensity.apply(image)
+    scores = {}
+    for name, plist in prompts.items():
+        by_axis = {p.axis: p for p in plist}
+        logits = []
+        for axis in orientations.axes:
+            if axis not in by_axis:
+                raise ValueError(f"label '{name}': no prompt stored for axis {axis}")
+            prompt = by_axis[axis]
+            gt_slice = None
+            if prompt.kind == "mask":
+                if label is None:
+                    raise ValueError("a mask prompt needs the ground-truth label")
+                gt_slice = np.take(label == labels[name], prompt.frame, axis=axis)
+            stack = slices(norm, axis)
+            for reverse in (False, True) if orientations.reverse else (False,):
+                seq = _sequence_logits(model, stack, prompt, gt_slice, image_size, reverse,
+                                       chunk_size)
+                logits.append(unslice(seq, axis, 3))
+        scores[labels[name]] = orientations.fuse(logits)
+    return labels_from_scores(scores, image.shape)
 
 
 def predict_dataset(
@@ -92,6 +141,7 @@ def predict_dataset(
     ds = StandardDataset(dataset_dir)
     prompts = load_prompts(prompts_path)["cases"]
     intensity = _intensity(ds)
+    orientations = Orientations.from_dict(model_cfg.get("orientations"))
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = ds.cases("test")
     written = []
@@ -103,7 +153,7 @@ def predict_dataset(
         case_prompts = prompts.get(case.case_id, {})
         if image.ndim == 3:
             pred = predict_volume(model, image.array, intensity, case_prompts, label,
-                                  ds.labels, image_size)
+                                  ds.labels, image_size, orientations)
         else:
             pred = _predict_image(model, image.array, intensity, case_prompts, label,
                                   ds.labels, image_size)
@@ -114,15 +164,13 @@ def predict_dataset(
 
 def _predict_image(model, image, intensity, prompts, label, labels, image_size) -> np.ndarray:
     """One 2D image, each label prompted on the image itself."""
-    img01 = intensity.apply(image)[None]
-    frames = to_model_frames(img01, image_size)
-    logits = {}
-    for name, prompt in prompts.items():
+    stack = intensity.apply(image)[None]
+    scores = {}
+    for name, (prompt, *_) in prompts.items():
         gt = None if label is None else (label == labels[name])
-        inputs = prompt.model_inputs(image.shape, image_size, gt)
-        low = segment_sequence(model, frames, {0: inputs})
-        logits[labels[name]] = logits_to_original(low, image.shape).numpy()[0]
-    return labels_from_logits(logits, image.shape)
+        logits = _sequence_logits(model, stack, prompt, gt, image_size, False, 1)[0]
+        scores[labels[name]] = Orientations().fuse([logits])
+    return labels_from_scores(scores, image.shape)
 
 
 def _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed) -> list[Path]:
@@ -138,7 +186,7 @@ def _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed) -> 
     images = [ds.read_image(c) for c in tests]
     stack = [intensity.apply(t_img)] + [intensity.apply(im.array) for im in images]
     frames = torch.cat([to_model_frames(s[None], image_size) for s in stack])
-    kind = next((p.kind for c in prompts.values() for p in c.values()), "box")
+    kind = next((ps[0].kind for c in prompts.values() for ps in c.values()), "box")
     per_label = {}
     for value in ds.labels.values():
         mask = t_lab == value
@@ -149,9 +197,10 @@ def _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed) -> 
         per_label[value] = segment_sequence(model, frames, {0: inputs})
     written = []
     for i, (case, image) in enumerate(zip(tests, images), start=1):
-        logits = {v: logits_to_original(lo[i:i + 1], image.array.shape).numpy()[0]
+        scores = {v: Orientations().fuse([logits_to_original(lo[i:i + 1],
+                                                              image.array.shape).numpy()[0]])
                   for v, lo in per_label.items()}
-        pred = labels_from_logits(logits, image.array.shape)
+        pred = labels_from_scores(scores, image.array.shape)
         written.append(write_volume(out_dir / f"{case.case_id}{ds.file_ending}",
                                     Volume(pred, image.affine), is_label=True))
     (out_dir / "one_prompt_template.json").write_text(

@@ -15,14 +15,17 @@ the model config, step, optimiser, scheduler and RNG states: a killed run resume
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
@@ -47,6 +50,9 @@ class TrainConfig:
     prompt_probs: tuple[float, float, float] = (0.5, 0.25, 0.25)  # mask, click, box
     box_jitter: float = 0.1
     save_every: int = 50
+    max_corrections: int = 2  # frames per clip corrected with a click (0 to 2, uniform)
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    device: str = "auto"  # auto | cpu | cuda
     freeze: tuple[str, ...] = ()  # parameter-name prefixes kept frozen, e.g. image_encoder
 
     @classmethod
@@ -147,8 +153,34 @@ def frame_loss(out: dict, gt: torch.Tensor) -> torch.Tensor:
     return best + iou_loss + obj_loss
 
 
-def clip_loss(model, frames: torch.Tensor, masks: torch.Tensor, prompt_inputs) -> torch.Tensor:
-    """Run the memory loop over one clip (frame 0 prompted) and average the frame losses."""
+def corrective_click(logits: torch.Tensor, gt: torch.Tensor,
+                     rng: np.random.Generator) -> dict | None:
+    """A click on the larger error region of a prediction (SAM 2's correction sampling).
+
+    Missed foreground gets a positive click, false foreground a negative one; ``None`` when
+    the prediction is already perfect. Coordinates are in the model's input pixels.
+    """
+    pred = F.interpolate(logits.detach().float(), size=gt.shape[-2:], mode="bilinear") > 0
+    truth = gt > 0.5
+    fn, fp = (truth & ~pred)[0, 0], (pred & ~truth)[0, 0]
+    region, label = (fn, 1) if fn.sum() >= fp.sum() else (fp, 0)
+    idx = torch.nonzero(region)
+    if len(idx) == 0:
+        return None
+    r, c = idx[int(rng.integers(len(idx)))].tolist()
+    return {"point_coords": torch.tensor([[[c + 0.5, r + 0.5]]], device=logits.device),
+            "point_labels": torch.tensor([[label]], dtype=torch.int32, device=logits.device)}
+
+
+def clip_loss(model, frames: torch.Tensor, masks: torch.Tensor, prompt_inputs,
+              correct_frames: tuple[int, ...] = (), rng: np.random.Generator | None = None,
+              ) -> torch.Tensor:
+    """Run the memory loop over one clip (frame 0 prompted) and average the frame losses.
+
+    Frames in ``correct_frames`` are segmented, then corrected with one click on their
+    error (fed with the previous mask logits, as SAM 2 trains); both predictions are
+    supervised and the corrected one becomes a prompted (conditioning) frame.
+    """
     backbone_out = model.forward_image(frames)
     _, feats, pos, sizes = model._prepare_backbone_features(backbone_out)
     n = frames.shape[0]
@@ -159,13 +191,57 @@ def clip_loss(model, frames: torch.Tensor, masks: torch.Tensor, prompt_inputs) -
         f_t = [f[:, t:t + 1] for f in feats]
         p_t = [p[:, t:t + 1] for p in pos]
         point_inputs, mask_inputs = prompt_inputs if t == 0 else (None, None)
+        correcting = t in correct_frames and t > 0 and rng is not None
         out = model.track_step(t, t == 0, f_t, p_t, sizes, point_inputs, mask_inputs,
-                               output_dict, n)
+                               output_dict, n, run_mem_encoder=not correcting)
         key = "cond_frame_outputs" if t == 0 else "non_cond_frame_outputs"
+        if correcting:
+            losses.append(frame_loss(out, masks[t:t + 1]))
+            click = corrective_click(out["pred_masks"], masks[t:t + 1], rng)
+            if click is not None:
+                out = model.track_step(t, False, f_t, p_t, sizes, click, None, output_dict, n,
+                                       prev_sam_mask_logits=out["pred_masks"])
+                key = "cond_frame_outputs"
+            else:  # nothing to correct: encode the memory of the first prediction
+                out = model.track_step(t, False, f_t, p_t, sizes, None, None, output_dict, n)
         output_dict[key][t] = out
         if mask_inputs is None:  # a mask-prompted frame outputs its prompt: nothing to learn
             losses.append(frame_loss(out, masks[t:t + 1]))
     return torch.stack(losses).mean()
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size), initialising torch.distributed when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
+def _average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    """Data parallelism: every rank steps with the mean gradient of all ranks' clips.
+
+    (DDP's hooks need ``forward()`` to run through its wrapper; our memory loop calls
+    the model's parts directly, so the gradients are averaged explicitly.)
+    """
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p, g in zip(params, grads):
+        p.grad = flat[offset:offset + g.numel()].view_as(g)
+        offset += g.numel()
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return torch.device(name)
 
 
 def train(
@@ -178,14 +254,18 @@ def train(
 ) -> Path:
     """Train one model; returns the final checkpoint path (``out_dir/checkpoint.pt``).
 
+    Under ``torchrun --nproc_per_node N`` every process trains on its own clips and the
+    gradients are averaged (gloo on CPU, NCCL on GPUs); rank 0 writes logs and checkpoints.
     ``stop_after`` ends the run early after that many steps (as a kill would; for tests).
     """
+    rank, world = _distributed()
     torch.manual_seed(seed)
     tcfg = TrainConfig.from_dict(model_cfg.get("train"))
+    device = _device(tcfg.device)
     image_size = int(model_cfg.get("image_size", 128))
     model = build_model(model_cfg.get("arch", "tiny"), image_size, model_cfg.get("memory"),
                         seed=seed, checkpoint=model_cfg.get("checkpoint"),
-                        postprocessing=False)
+                        postprocessing=False, device=device)
     for name, p in model.named_parameters():
         p.requires_grad_(not any(name.startswith(f) for f in tcfg.freeze))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -193,7 +273,7 @@ def train(
                                   weight_decay=tcfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, tcfg.steps, tcfg.warmup_fraction))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed if rank == 0 else [seed, rank])
     out_dir.mkdir(parents=True, exist_ok=True)
     last = out_dir / "last.pt"
     start = 0
@@ -202,48 +282,79 @@ def train(
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        rng.bit_generator.state = json.loads(ckpt["rng"]["numpy"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        _set_policy_rng(model, ckpt["rng"].get("policy"))
         start = int(ckpt["step"])
+        if rank == 0:  # exact resume of the single-process RNG streams
+            rng.bit_generator.state = json.loads(ckpt["rng"]["numpy"])
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            _set_policy_rng(model, ckpt["rng"].get("policy"))
+        else:
+            rng = np.random.default_rng([seed, rank, start])
     sampler = ClipSampler(dataset_dirs, image_size)
     resolved = {**model_cfg, "train": {**vars(tcfg), "datasets": [str(d) for d in dataset_dirs]},
-                "seed": seed}
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(_plain(resolved), sort_keys=False))
-    log = (out_dir / "train_log.csv").open("a")
-    if start == 0:
-        log.write("step,loss,lr,seconds\n")
+                "seed": seed, "world_size": world}
+    lead = rank == 0
+    if lead:
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(_plain(resolved), sort_keys=False))
+        log = (out_dir / "train_log.csv").open("a")
+        if start == 0:
+            log.write("step,loss,lr,seconds\n")
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if tcfg.amp and device.type == "cuda"
+           else contextlib.nullcontext())
     model.train()
     t0 = time.time()
+    done = start
     bar = tqdm(range(start, tcfg.steps), desc=f"train {out_dir.name}", unit="step",
-               initial=start, total=tcfg.steps)
+               initial=start, total=tcfg.steps, disable=not lead)
     for step in bar:
         images, masks = sampler.sample(rng, tcfg.clip_len)
-        frames = to_model_frames(images, image_size)
-        gts = to_model_masks(masks, image_size)
+        frames = to_model_frames(images, image_size).to(device)
+        gts = to_model_masks(masks, image_size).to(device)
         kind = rng.choice(["mask", "click", "box"], p=list(tcfg.prompt_probs))
         prompt = make_prompt(str(kind), masks[0], 0, rng, tcfg.box_jitter)
-        inputs = prompt.model_inputs(masks[0].shape, image_size, masks[0])
-        loss = clip_loss(model, frames, gts, inputs)
+        points, mask_in = prompt.model_inputs(masks[0].shape, image_size, masks[0])
+        inputs = ({k: v.to(device) for k, v in points.items()} if points else None,
+                  None if mask_in is None else mask_in.to(device))
+        n_fix = int(rng.integers(0, tcfg.max_corrections + 1)) if len(images) > 1 else 0
+        fix = tuple(rng.choice(np.arange(1, len(images)), size=min(n_fix, len(images) - 1),
+                               replace=False).tolist())
+        with amp:
+            loss = clip_loss(model, frames, gts, inputs, fix, rng)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if world > 1:
+            _average_gradients(params, world)
         torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
         optimizer.step()
         scheduler.step()
         done = step + 1
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-        log.write(f"{done},{loss.item():.6f},{scheduler.get_last_lr()[0]:.3e},"
-                  f"{time.time() - t0:.1f}\n")
-        log.flush()
-        if done % tcfg.save_every == 0 or done == tcfg.steps:
-            _save(last, model, resolved, done, optimizer, scheduler, rng)
+        if lead:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            log.write(f"{done},{loss.item():.6f},{scheduler.get_last_lr()[0]:.3e},"
+                      f"{time.time() - t0:.1f}\n")
+            log.flush()
+            if done % tcfg.save_every == 0 or done == tcfg.steps:
+                _save(last, model, resolved, done, optimizer, scheduler, rng)
         if stop_after is not None and done - start >= stop_after:
-            log.close()
-            return last
-    log.close()
+            break
+    if lead:
+        log.close()
+    if world > 1:
+        _check_in_sync(params)
+    if stop_after is not None and done < tcfg.steps:
+        return last
     final = out_dir / "checkpoint.pt"
-    save_checkpoint(final, model, resolved, step=tcfg.steps)
+    if lead:
+        save_checkpoint(final, model, _plain(resolved), step=tcfg.steps)
     return final
+
+
+def _check_in_sync(params: list[torch.nn.Parameter]) -> None:
+    """All ranks must end with identical weights (else the averaging is broken)."""
+    total = torch.stack([p.detach().double().sum() for p in params]).sum().reshape(1)
+    gathered = [torch.zeros_like(total) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, total)
+    if any(not torch.equal(g, gathered[0]) for g in gathered):
+        raise RuntimeError(f"ranks diverged: weight checksums {[g.item() for g in gathered]}")
 
 
 def _save(path, model, cfg, step, optimizer, scheduler, rng) -> None:

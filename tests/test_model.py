@@ -97,3 +97,28 @@ def test_official_layout_checkpoint_loads(arch, tmp_path):
     assert torch.equal(ours.state_dict()[key], meta_model.state_dict()[key])
     with pytest.raises(CheckpointError, match="does not fit"):
         build_model("tiny", 64, checkpoint=tmp_path / f"{arch}.pt")
+
+
+def test_six_orientation_fusion_runs_and_votes(tiny, phantom3d):
+    from medsam2.data.frames import Intensity
+    from medsam2.data.layout import StandardDataset
+    from medsam2.data.prompts import volume_prompts
+    from medsam2.predict import Orientations, predict_volume
+
+    ds = StandardDataset(phantom3d)
+    case = ds.cases("test")[0]
+    image, label = ds.read_image(case).array, ds.read_label(case).array
+    prompts = {"organ": volume_prompts(label == 1, "mask")}
+    six = Orientations((0, 1, 2), reverse=True, fusion="vote")
+    one = predict_volume(tiny, image, Intensity("ct", -160, 240), prompts, label, {"organ": 1},
+                         64)
+    fused = predict_volume(tiny, image, Intensity("ct", -160, 240), prompts, label,
+                           {"organ": 1}, 64, six)
+    assert one.shape == fused.shape == image.shape
+    assert set(np.unique(fused)) <= {0, 1}
+    # a mask prompt is the output on its own key slice
+    key = prompts["organ"][0].frame
+    assert (one[..., key] == (label[..., key] == 1)).mean() > 0.95
+    assert six.fuse([np.array([5.0]), np.array([-5.0]), np.array([1.0])])[0] == 2 / 3
+    with pytest.raises(ValueError, match="unknown keys"):
+        Orientations.from_dict({"axis": 1})

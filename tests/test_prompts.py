@@ -63,6 +63,17 @@ def test_dataset_prompts_round_trip(phantom3d, tmp_path):
     loaded = load_prompts(path)
     (case, labels), = loaded["cases"].items()
     assert set(labels) == {"organ", "lesion"}
-    assert all(p.kind == "box" and len(p.points) == 2 for p in labels.values())
+    for plist in labels.values():
+        assert [p.axis for p in plist] == [2, 0, 1]  # default axis first, then the others
+        assert all(p.kind == "box" and len(p.points) == 2 for p in plist)
+    # each axis' prompt sits on that axis' key slice and boxes the object there
+    from medsam2.data.layout import StandardDataset
+    ds = StandardDataset(phantom3d)
+    organ = ds.read_label(ds.case(case)).array == 1
+    for p in labels["organ"]:
+        sl = np.take(organ, p.frame, axis=p.axis)
+        assert p.frame == key_slice(organ, p.axis)
+        rows, cols = np.nonzero(sl)
+        assert p.points == [[cols.min(), rows.min()], [cols.max(), rows.max()]]
     with pytest.raises(ValueError, match="unknown prompt kind"):
         make_prompt("scribble", _mask(), 0)

@@ -30,6 +30,7 @@ class Prompt:
     frame: int
     points: list[list[float]]  # [[x, y], ...]
     labels: list[int]  # 1 positive click, 0 negative, 2/3 box corners
+    axis: int = SLICE_AXIS_3D  # 3D: the axis the frames are taken along
 
     def model_inputs(
         self, hw: tuple[int, int], image_size: int, gt_slice: np.ndarray | None = None
@@ -103,30 +104,45 @@ def make_prompt(kind: str, mask2d: np.ndarray, frame: int,
     raise ValueError(f"unknown prompt kind '{kind}' (expected one of {PROMPT_KINDS})")
 
 
+def volume_prompts(mask: np.ndarray, kind: str) -> list[Prompt]:
+    """One prompt per slicing axis (3D) on that axis' key slice; one prompt for 2D.
+
+    All three axes are stored so that a model fusing the paper's 6 orientations gets the
+    same key slices and prompts as every other model; the default axis comes first.
+    """
+    if mask.ndim == 2:
+        return [make_prompt(kind, mask, 0)]
+    out = []
+    for axis in (SLICE_AXIS_3D, *(a for a in range(3) if a != SLICE_AXIS_3D)):
+        frame = key_slice(mask, axis)
+        p = make_prompt(kind, np.take(mask, frame, axis=axis), frame)
+        p.axis = axis
+        out.append(p)
+    return out
+
+
 def dataset_prompts(dataset_dir: Path | str, kind: str, seed: int, split: str = "test") -> dict:
-    """The evaluation prompts of a dataset: case -> label -> prompt on the key slice."""
+    """The evaluation prompts of a dataset: case -> label -> prompts (one per axis)."""
     from medsam2.data.layout import StandardDataset  # local: keeps this module light
 
     ds = StandardDataset(dataset_dir)
-    out: dict = {"kind": kind, "seed": seed, "axis": SLICE_AXIS_3D, "cases": {}}
+    out: dict = {"kind": kind, "seed": seed, "cases": {}}
     for case in ds.cases(split):
         label = ds.read_label(case).array
         per_label = {}
         for name, value in ds.labels.items():
             mask = label == value
-            if not mask.any():
-                continue  # nothing to prompt: the model is scored on an empty GT
-            frame = key_slice(mask) if mask.ndim == 3 else 0
-            sl = mask[..., frame] if mask.ndim == 3 else mask
-            per_label[name] = asdict(make_prompt(kind, sl, frame))
+            if mask.any():  # else nothing to prompt: the model is scored on an empty GT
+                per_label[name] = [asdict(p) for p in volume_prompts(mask, kind)]
         out["cases"][case.case_id] = per_label
     return out
 
 
 def load_prompts(path: Path | str) -> dict:
+    """The stored prompts: case -> label -> list of Prompt (3D: one per axis)."""
     data = json.loads(Path(path).read_text())
     for case, labels in data["cases"].items():
-        data["cases"][case] = {k: Prompt(**v) for k, v in labels.items()}
+        data["cases"][case] = {k: [Prompt(**p) for p in v] for k, v in labels.items()}
     return data
 
 
