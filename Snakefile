@@ -43,4 +43,5 @@ rule all:
     default_target: True
     input:
         all_metrics_files(),
+        sensitivity_files(),
         rules.report.output,

@@ -22,6 +22,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "train": ("medsam2.train", "train a MedSAM-2 / SAM 2 model on frame clips"),
     "predict": ("medsam2.predict", "predict a dataset's test split with MedSAM-2 / SAM 2"),
     "nnunet": ("baselines.nnunet.cli", "nnU-Net v2 baseline: plan, train, predict"),
+    "sensitivity": ("medsam2.sensitivity", "One-Prompt template sensitivity over seeds (2D)"),
     "evaluate": ("medsam2.evaluate", "Dice / HD95 per case and label into a metrics CSV"),
     "report": ("medsam2.report.build", "tables, statistics and figures from all metrics"),
     "config": ("medsam2.config", "validate a config or write the resolved config"),

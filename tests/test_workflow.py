@@ -79,6 +79,9 @@ def test_demo_shaped_workflow_runs_end_to_end(tmp_path):
     assert (results / "logs" / "train" / "medsam2-mini.log").is_file()
     assert sorted(p.name for p in (results / "prompts").iterdir()) == ["mini2d.json",
                                                                       "mini3d.json"]
+    # One-Prompt template sensitivity: 3 template seeds scored on the 2D set
+    sens = pd.read_csv(results / "sensitivity" / "mini2d" / "medsam2-mini.csv")
+    assert sorted(sens["seed"].unique()) == [0, 1, 2] and sens["dice"].between(0, 1).all()
     # nothing left to do: a rerun is a no-op
     again = run_snakemake(tmp_path, mini_config(tmp_path), "-n")
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -79,6 +79,13 @@ def all_prediction_dirs():
     return [f"{RESULTS}/predictions/{d}/{m}" for d, m in model_dataset_pairs()]
 
 
+def sensitivity_files():
+    """One-Prompt template sensitivity: tracker models x 2D one_prompt datasets."""
+    return [f"{RESULTS}/sensitivity/{d}/{m}.csv" for d, m in model_dataset_pairs()
+            if m in tracker_models()
+            and config["datasets"][d].get("mode_2d") == "one_prompt"]
+
+
 def config_resolved_path():
     return f"{RESULTS}/config.resolved.json"
 

@@ -90,3 +90,32 @@ rule predict_tracker:
         "medsam2 predict --model-json {params.cfg:q} --checkpoint {input.checkpoint}"
         " --dataset-dir {params.dir} --prompts {input.prompts} --out-dir {output}"
         " --mode-2d {params.mode} --seed {params.seed} --threads {threads} > {log} 2>&1"
+
+
+rule template_sensitivity:
+    conda:
+        "../envs/medsam2.yaml"
+    input:
+        dataset=dataset_json("{dataset}"),
+        prompts=f"{RESULTS}/prompts/{{dataset}}.json",
+        checkpoint=lambda w: tracker_checkpoint(w.model),
+    output:
+        f"{RESULTS}/sensitivity/{{dataset}}/{{model}}.csv",
+    log:
+        f"{LOGS}/sensitivity/{{dataset}}/{{model}}.log",
+    wildcard_constraints:
+        model=names_regex(tracker_models()),
+    params:
+        cfg=lambda w: model_json(w.model),
+        dir=lambda w: dataset_dir(w.dataset),
+        seeds=lambda w: " ".join(str(SEED + k) for k in range(3)),
+    threads: 1
+    resources:
+        gpu=lambda w: model_resources(w.model, "gpu", 0),
+        mem_mb=lambda w: model_resources(w.model, "mem_mb", 4000),
+        runtime=lambda w: model_resources(w.model, "runtime", 60),
+    shell:
+        "medsam2 sensitivity --model-json {params.cfg:q} --model {wildcards.model}"
+        " --checkpoint {input.checkpoint} --dataset-dir {params.dir}"
+        " --prompts {input.prompts} --seeds {params.seeds} --out {output}"
+        " --threads {threads} > {log} 2>&1"
