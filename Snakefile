@@ -39,6 +39,12 @@ for _kind in sorted({spec["kind"] for spec in config["models"].values()}):
         include: f"baselines/{_kind}/rules.smk"
 
 
+# trivial jobs stay on the submitting node instead of waiting in a cluster queue
+localrules:
+    all,
+    resolved_config,
+
+
 rule all:
     default_target: True
     input:

@@ -135,8 +135,10 @@ def predict_dataset(
         raise ValueError(f"mode_2d must be one of {MODES_2D}, got '{mode_2d}'")
     torch.manual_seed(seed)
     image_size = int(model_cfg.get("image_size", 128))
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # the GPU SLURM gave the job
     model = build_model(model_cfg.get("arch", "tiny"), image_size, model_cfg.get("memory"),
-                        seed=seed, checkpoint=checkpoint)
+                        seed=seed, checkpoint=checkpoint, device=device)
+    print(f"predict {dataset_dir} on {device}")
     model.eval()
     ds = StandardDataset(dataset_dir)
     prompts = load_prompts(prompts_path)["cases"]

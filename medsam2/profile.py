@@ -12,6 +12,7 @@ name that is not our link is somebody else's profile: we refuse to touch it, and
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def _cli(args: argparse.Namespace) -> int:
     try:
         link = install_profile(args.profile, args.name, args.config_dir, args.force)
     except ProfileError as err:
-        print(f"medsam2 profile install: {err}")
+        print(f"medsam2 profile install: {err}", file=sys.stderr)
         return 1
     print(f"{link} -> {link.resolve()}\nnow: snakemake --profile {link.name}")
     return 0

@@ -262,6 +262,8 @@ def train(
     torch.manual_seed(seed)
     tcfg = TrainConfig.from_dict(model_cfg.get("train"))
     device = _device(tcfg.device)
+    print(f"train rank {rank}/{world} on {device} "
+          f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')})")
     image_size = int(model_cfg.get("image_size", 128))
     model = build_model(model_cfg.get("arch", "tiny"), image_size, model_cfg.get("memory"),
                         seed=seed, checkpoint=model_cfg.get("checkpoint"),

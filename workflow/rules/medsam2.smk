@@ -53,13 +53,19 @@ rule train_tracker:
         dirs=lambda w: " ".join(dataset_dir(d) for d in train_datasets(w.model)),
         out=lambda w: f"{RESULTS}/models/{w.model}",
         seed=SEED,
+        # several GPUs in one job (SLURM profile): one data-parallel process per GPU
+        launcher=lambda w, resources: (
+            f"torchrun --standalone --nproc-per-node={resources.gpu} -m medsam2.cli"
+            if int(resources.gpu) > 1
+            else "medsam2"
+        ),
     threads: 1
     resources:
         gpu=lambda w: model_resources(w.model, "gpu", 0),
         mem_mb=lambda w: model_resources(w.model, "mem_mb", 4000),
         runtime=lambda w: model_resources(w.model, "runtime", 60),
     shell:
-        "medsam2 train --model-json {params.cfg:q} --dataset-dir {params.dirs}"
+        "{params.launcher} train --model-json {params.cfg:q} --dataset-dir {params.dirs}"
         " --out-dir {params.out} --seed {params.seed} --threads {threads} > {log} 2>&1"
 
 
