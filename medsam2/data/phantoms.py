@@ -87,9 +87,10 @@ def abdomen3d_case(rng: np.random.Generator) -> tuple[Volume, Volume]:
     inside = np.argwhere(ndimage.binary_erosion(organ, iterations=3))
     if len(inside):
         lc = inside[rng.integers(len(inside))]
-        lesion = _ellipsoid(shape, lc, (rng.uniform(10, 17),) * 2 + (rng.uniform(10, 18),),
+        lesion = _ellipsoid(shape, lc, (rng.uniform(11, 18),) * 2 + (rng.uniform(12, 20),),
                             0.0, spacing) & organ
-        hu[lesion] = organ_hu + rng.choice([-1, 1]) * rng.uniform(50, 90)
+        # cyst-like (hypodense) or enhancing (hyperdense), always visibly different
+        hu[lesion] = organ_hu + rng.choice([-1, 1]) * rng.uniform(70, 120)
         label[lesion] = 2
     hu = ndimage.gaussian_filter(hu, sigma=(0.8, 0.8, 0.3))
     hu += rng.normal(0.0, rng.uniform(8, 22), size=shape)

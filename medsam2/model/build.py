@@ -65,6 +65,9 @@ def arch_config(arch: str, image_size: int | None = None, postprocessing: bool =
             cfg.model.memory_attention.layer[att].feat_sizes = [side, side]
     if postprocessing:
         cfg.model.sam_mask_decoder_extra_args = dict(POSTPROCESSING)
+        # as SAM 2's video predictor: a prompted frame's memory is encoded from its
+        # binarised mask (inference only; SAM 2 trains without it)
+        cfg.model.binarize_mask_from_pts_for_mem_enc = True
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 

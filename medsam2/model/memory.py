@@ -89,13 +89,18 @@ class FifoPolicy(MemoryPolicy):
 class _BankEntry:
     frame_idx: int
     output: FrameOutput
-    memory_vec: torch.Tensor  # unit-norm flattened memory features
-    image_vec: torch.Tensor  # unit-norm flattened image features
 
 
 @dataclass
 class SelfSortingPolicy(MemoryPolicy):
-    """MedSAM-2's self-sorting memory bank (see the module docstring)."""
+    """MedSAM-2's self-sorting memory bank (see the module docstring).
+
+    Besides ``bank`` it keeps the entries' unit-norm memory vectors, unit-norm image
+    vectors (for resampling) and the memories' pairwise cosine similarities in fixed
+    buffers of ``bank_size + 1`` slots: a new frame is written into the slot of the
+    evicted one, so a frame costs matrix-vector products over the bank, never a copy of
+    it or a K x K x D similarity matrix (``bench/memory_bank.py``).
+    """
 
     confidence: bool = True
     dissimilarity: bool = True
@@ -110,40 +115,62 @@ class SelfSortingPolicy(MemoryPolicy):
         if self.bank_size < 1:
             raise ValueError(f"bank_size must be >= 1, got {self.bank_size}")
         self._generator = torch.Generator().manual_seed(self.seed)
+        self.reset()
 
     def reset(self) -> None:
         self.bank = []
+        self._slots: list[int] = []  # buffer slot of each bank entry (bank order)
+        self._mem: torch.Tensor | None = None  # (bank_size + 1, D) unit memory vectors
+        self._img: torch.Tensor | None = None  # (bank_size + 1, D') unit image vectors
+        self._gram: torch.Tensor | None = None  # (bank_size + 1,) ** 2 memory cosines
+        # (features, unit vector) of the frame last queried: observe() of that frame reuses it
+        self._query: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def observe(self, frame_idx: int, output: FrameOutput, image_feats: torch.Tensor) -> None:
+        query, self._query = self._query, None
         if output.get("maskmem_features") is None:
             return
-        if self.confidence and float(output["iou_score"].max()) < self.confidence_threshold:
-            return  # gate: a low-confidence mask would poison later frames
-        entry = _BankEntry(
-            frame_idx,
-            output,
-            _unit(output["maskmem_features"]),
-            _unit(image_feats),
-        )
-        self.bank.append(entry)
-        if len(self.bank) <= self.bank_size:
+        if self.confidence:
+            if float(output["iou_score"].detach().max()) < self.confidence_threshold:
+                return  # gate: a low-confidence mask would poison later frames
+        slot = min(set(range(self.bank_size + 1)) - set(self._slots))
+        self.bank.append(_BankEntry(frame_idx, output))
+        self._slots.append(slot)
+        if self.resampling:
+            img = query[1] if query is not None and query[0] is image_feats else _unit(image_feats)
+            self._img = _put_row(self._img, slot, img, self.bank_size + 1)
+        if self.dissimilarity:
+            mem = _unit(output["maskmem_features"])
+            self._mem = _put_row(self._mem, slot, mem, self.bank_size + 1)
+            if self._gram is None:
+                self._gram = mem.new_zeros(self.bank_size + 1, self.bank_size + 1)
+            sims = self._mem @ mem  # free slots hold zeros or stale rows: never read
+            self._gram[slot] = sims
+            self._gram[:, slot] = sims
+        n = len(self.bank)
+        if n <= self.bank_size:
             return
         if self.dissimilarity:
-            keep = dissimilarity_top_k(torch.stack([e.memory_vec for e in self.bank]),
-                                       self.bank_size)
-            self.bank = [self.bank[i] for i in sorted(keep.tolist())]
+            index = torch.tensor(self._slots, device=self._gram.device)
+            gram = self._gram.index_select(0, index).index_select(1, index)
+            keep = set(_top_k_rows(gram, self.bank_size).tolist())
         else:
-            self.bank = self.bank[-self.bank_size:]
+            keep = set(range(n - self.bank_size, n))
+        self.bank = [e for i, e in enumerate(self.bank) if i in keep]
+        self._slots = [s for i, s in enumerate(self._slots) if i in keep]
 
     def select(self, query: MemoryQuery) -> list[tuple[int, FrameOutput]]:
         if not self.bank:
             return []
         n_slots = query.num_maskmem - 1
         # most recent (closest to the current frame in propagation order) last
-        order = sorted(self.bank, key=lambda e: abs(query.frame_idx - e.frame_idx), reverse=True)
+        order = sorted(range(len(self.bank)),
+                       key=lambda i: abs(query.frame_idx - self.bank[i].frame_idx), reverse=True)
         if self.resampling:
-            image_vec = _unit(query.current_feats.detach())
-            sims = torch.stack([e.image_vec @ image_vec for e in order])
+            image_vec = _unit(query.current_feats)
+            self._query = (query.current_feats, image_vec)
+            rows = torch.tensor([self._slots[i] for i in order], device=image_vec.device)
+            sims = (self._img @ image_vec).index_select(0, rows)
             draws = resample_indices(sims, n_slots, self._generator)
             picked = sorted(draws.tolist())  # keep temporal order: newer -> larger t_pos
         else:
@@ -151,7 +178,15 @@ class SelfSortingPolicy(MemoryPolicy):
         # temporal position by recency rank among the picked entries
         ranks = {idx: r for r, idx in enumerate(sorted(set(picked)))}
         top = len(ranks)
-        return [(n_slots - (top - 1 - ranks[i]), order[i].output) for i in picked]
+        return [(n_slots - (top - 1 - ranks[i]), self.bank[order[i]].output) for i in picked]
+
+
+def _put_row(buffer: torch.Tensor | None, slot: int, row: torch.Tensor, rows: int) -> torch.Tensor:
+    """Write ``row`` into ``buffer[slot]`` (allocated as ``rows`` zero rows on first use)."""
+    if buffer is None:
+        buffer = row.new_zeros(rows, row.numel())
+    buffer[slot] = row
+    return buffer
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -164,7 +199,11 @@ def dissimilarity_top_k(vectors: torch.Tensor, k: int) -> torch.Tensor:
 
     ``vectors`` are unit-norm rows; ties keep the earlier (older) entry.
     """
-    sims = vectors @ vectors.T
+    return _top_k_rows(vectors @ vectors.T, k)
+
+
+def _top_k_rows(sims: torch.Tensor, k: int) -> torch.Tensor:
+    """``dissimilarity_top_k`` from the (n, n) cosine-similarity matrix."""
     scores = (1.0 - sims).sum(dim=1)  # the diagonal adds 0
     return torch.topk(scores, k=min(k, len(scores)), sorted=True, largest=True).indices
 

@@ -6,6 +6,13 @@ image encoder is batched, and at most ``max_chunks`` chunks of features are held
 memory loop is sequential. Prompted frames are segmented first without memory; the
 sequence is then tracked forward from the earliest prompted frame to the end and backward
 to the start, as SAM 2 does. The memory policy is reset for each direction.
+
+Two details follow ``SAM2VideoPredictor`` so that, with the ``fifo`` policy, the masks and
+logits are exactly SAM 2's (tests/test_sam2_equivalence.py): a prompted frame's memory is
+encoded from its low-resolution output mask upsampled to the input size, as an interacted
+frame (``is_mask_from_pts=True``: binarised when the model's
+``binarize_mask_from_pts_for_mem_enc`` is set), whatever the prompt kind; and memory
+features are stored in bfloat16 (half the memory of a long volume's bank).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 
 from medsam2.model.medsam2_base import MedSAM2Base
 
@@ -77,9 +85,10 @@ def track(
         out = model.track_step(
             f, True, feats, pos, sizes, _to(point_inputs, model.device),
             None if mask_inputs is None else mask_inputs.to(model.device),
-            output_dict, num_frames,
+            output_dict, num_frames, run_mem_encoder=False,
         )
-        output_dict["cond_frame_outputs"][f] = out
+        _encode_prompted_memory(model, out, feats, sizes)
+        output_dict["cond_frame_outputs"][f] = _store(out)
         yield f, out
     start = min(prompts)
     for reverse, order in ((False, range(start + 1, num_frames)),
@@ -91,7 +100,7 @@ def track(
             feats, pos, sizes = features[t]
             out = model.track_step(t, False, feats, pos, sizes, None, None, output_dict,
                                    num_frames, track_in_reverse=reverse)
-            output_dict["non_cond_frame_outputs"][t] = out
+            output_dict["non_cond_frame_outputs"][t] = _store(out)
             yield t, out
 
 
@@ -117,3 +126,23 @@ def _to(inputs: dict | None, device: torch.device) -> dict | None:
     if inputs is None:
         return None
     return {k: v.to(device) for k, v in inputs.items()}
+
+
+def _encode_prompted_memory(model: MedSAM2Base, out: dict, feats: list, sizes: list) -> None:
+    """A prompted frame's memory as ``SAM2VideoPredictor.propagate_in_video_preflight``
+    encodes it: from the output mask the user sees, as an interacted frame."""
+    if model.num_maskmem == 0:
+        return
+    high_res = F.interpolate(out["pred_masks"], size=(model.image_size, model.image_size),
+                             mode="bilinear", align_corners=False)
+    out["maskmem_features"], out["maskmem_pos_enc"] = model._encode_new_memory(
+        current_vision_feats=feats, feat_sizes=sizes, pred_masks_high_res=high_res,
+        object_score_logits=out["object_score_logits"], is_mask_from_pts=True,
+    )
+
+
+def _store(out: dict) -> dict:
+    """Keep memory features in bfloat16, as ``SAM2VideoPredictor`` stores them."""
+    if out.get("maskmem_features") is not None:
+        out["maskmem_features"] = out["maskmem_features"].to(torch.bfloat16)
+    return out

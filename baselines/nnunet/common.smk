@@ -1,0 +1,24 @@
+# Helper functions of the nnU-Net rules (kept apart from the rules, as Snakemake's
+# linter asks).
+
+def _nnunet_models_of(dataset):
+    return [m for m in models_of_kind("nnunet") if dataset in model_datasets(config, m)]
+
+
+def _nnunet_datasets():
+    return sorted({d for m in models_of_kind("nnunet") for d in model_datasets(config, m)})
+
+
+def _nnunet_configurations(dataset):
+    """Configurations to preprocess: those of every nnU-Net model on the dataset."""
+    cfgs = {config["models"][m].get("configuration", "auto") for m in _nnunet_models_of(dataset)}
+    return ",".join(sorted(cfgs))
+
+
+def _nnunet_folds(model):
+    folds = config["models"][model].get("folds", 0)
+    return [str(f) for f in (folds if isinstance(folds, list) else [folds])]
+
+
+def _nnunet_threads(model):
+    return model_resources(model, "threads", 2)

@@ -1,0 +1,103 @@
+# nnU-Net v2 baseline (kind: nnunet), through nnunetv2's Python API (baselines/nnunet).
+# plan (per dataset, shared by all nnU-Net models) -> train (per model, dataset, fold)
+# -> predict (per model, dataset; folds ensembled) into the prediction contract, which
+# workflow/rules/evaluate.smk scores like any other model.
+
+from baselines.nnunet.runner import NnunetError, spec_from_config
+
+NNUNET_ROOT = f"{RESULTS}/nnunet"
+
+# Check every nnU-Net model's keys at start-up, not hours later in its training job.
+for _model in models_of_kind("nnunet"):
+    try:
+        spec_from_config(config["models"][_model])
+    except NnunetError as err:
+        raise WorkflowError(f"invalid config: models.{_model}.{err}") from None
+
+
+include: "common.smk"
+
+
+rule nnunet_plan:
+    conda:
+        "../../workflow/envs/medsam2.yaml"
+    input:
+        dataset_json("{dataset}"),
+    output:
+        f"{NNUNET_ROOT}/plans/{{dataset}}.json",
+    log:
+        f"{LOGS}/nnunet/plan/{{dataset}}.log",
+    wildcard_constraints:
+        dataset=names_regex(_nnunet_datasets()),
+    params:
+        dir=lambda w: dataset_dir(w.dataset),
+        root=lambda w, output: Path(output[0]).parents[1],  # {root}/plans/{dataset}.json
+        configurations=lambda w: _nnunet_configurations(w.dataset),
+    threads: lambda w: max(_nnunet_threads(m) for m in _nnunet_models_of(w.dataset))
+    resources:
+        mem_mb=lambda w: max(model_resources(m, "mem_mb", 4000) for m in _nnunet_models_of(w.dataset)),
+        runtime=30,
+    shell:
+        "medsam2 nnunet plan --dataset-dir {params.dir} --root {params.root}"
+        " --configurations {params.configurations} --threads {threads} --out {output}"
+        " > {log} 2>&1"
+
+
+rule nnunet_train:
+    conda:
+        "../../workflow/envs/medsam2.yaml"
+    input:
+        dataset=dataset_json("{dataset}"),
+        plan=f"{NNUNET_ROOT}/plans/{{dataset}}.json",
+    output:
+        f"{NNUNET_ROOT}/trained/{{model}}/{{dataset}}/fold_{{fold}}.json",
+    log:
+        f"{LOGS}/nnunet/train/{{dataset}}/{{model}}_fold_{{fold}}.log",
+    wildcard_constraints:
+        model=names_regex(models_of_kind("nnunet")),
+        fold=r"\d+|all",
+    params:
+        cfg=lambda w: model_json(w.model),
+        dir=lambda w: dataset_dir(w.dataset),
+        root=lambda w, input: Path(input.plan).parents[1],
+        seed=SEED,
+    threads: lambda w: _nnunet_threads(w.model)
+    resources:
+        gpu=lambda w: model_resources(w.model, "gpu", 0),
+        mem_mb=lambda w: model_resources(w.model, "mem_mb", 4000),
+        runtime=lambda w: model_resources(w.model, "runtime", 60),
+    shell:
+        "medsam2 nnunet train --model-json {params.cfg:q} --model {wildcards.model}"
+        " --dataset-dir {params.dir} --root {params.root} --plan {input.plan}"
+        " --fold {wildcards.fold} --seed {params.seed} --threads {threads} --out {output}"
+        " > {log} 2>&1"
+
+
+rule nnunet_predict:
+    conda:
+        "../../workflow/envs/medsam2.yaml"
+    input:
+        dataset=dataset_json("{dataset}"),
+        trained=lambda w: [
+            f"{NNUNET_ROOT}/trained/{w.model}/{w.dataset}/fold_{f}.json"
+            for f in _nnunet_folds(w.model)
+        ],
+    output:
+        directory(f"{RESULTS}/predictions/{{dataset}}/{{model}}"),
+    log:
+        f"{LOGS}/nnunet/predict/{{dataset}}/{{model}}.log",
+    wildcard_constraints:
+        model=names_regex(models_of_kind("nnunet")),
+    params:
+        cfg=lambda w: model_json(w.model),
+        dir=lambda w: dataset_dir(w.dataset),
+        root=lambda w, input: Path(input.trained[0]).parents[3],
+    threads: lambda w: _nnunet_threads(w.model)
+    resources:
+        gpu=lambda w: model_resources(w.model, "gpu", 0),
+        mem_mb=lambda w: model_resources(w.model, "mem_mb", 4000),
+        runtime=lambda w: model_resources(w.model, "runtime", 60),
+    shell:
+        "medsam2 nnunet predict --model-json {params.cfg:q} --dataset-dir {params.dir}"
+        " --root {params.root} --trained {input.trained} --out-dir {output}"
+        " --threads {threads} > {log} 2>&1"
