@@ -86,7 +86,12 @@ def test_checkpoint_round_trip_and_strict_errors(tiny, tmp_path):
         load_checkpoint(other, tmp_path / "nothere.pt")
 
 
-@pytest.mark.parametrize("arch", ["hiera_t", "sam2_hiera_t"])
+@pytest.mark.parametrize("arch", [
+    "hiera_t", "sam2_hiera_t",
+    pytest.param("hiera_s", marks=pytest.mark.slow),
+    pytest.param("hiera_b+", marks=pytest.mark.slow),
+    pytest.param("hiera_l", marks=pytest.mark.slow),
+])
 def test_official_layout_checkpoint_loads(arch, tmp_path):
     """Meta's files are {"model": SAM2Base state dict}: a random-init one must load."""
     meta_model = build_model(arch, 256, seed=0)
