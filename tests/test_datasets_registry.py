@@ -56,7 +56,8 @@ def test_btcv_has_13_source_organs_and_the_12_reported_structures():
 
 
 def test_paper_structures_exist_in_reported_dice():
-    rows = list(csv.DictReader(open("/work/shared/paper/reported_dice.csv")))
+    reported = Path(__file__).resolve().parents[1] / "medsam2" / "report" / "reported_dice.csv"
+    rows = list(csv.DictReader(reported.open()))
     known = {(r["dataset"], r["structure"]) for r in rows}
     for key, spec in load_registry(REGISTRY).items():
         if spec.paper_key is None:
