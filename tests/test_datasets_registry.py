@@ -168,11 +168,13 @@ def test_import_local_images_labels_png(tmp_path: Path):
 
 # --------------------------------------------------------------------------- snakemake
 def _snakefile(tmp_path: Path, datasets: dict) -> Path:
-    cfg = {"seed": 3, "results": "results", "resources": "resources", "datasets": datasets}
+    cfg = {"seed": 3, "results": "results", "resources": "resources", "datasets": datasets,
+           "models": {"m": {"kind": "sam2", "checkpoint": "m.pt"}}}  # common.smk checks it
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     targets = ", ".join(f'"results/datasets/{n}/dataset.json"' for n in datasets)
     (tmp_path / "Snakefile").write_text(textwrap.dedent(f"""
         configfile: "config.yaml"
+        include: "{ROOT / 'workflow' / 'rules' / 'common.smk'}"
         include: "{ROOT / 'workflow' / 'rules' / 'data.smk'}"
         rule all:
             input: {targets}
@@ -210,6 +212,8 @@ def test_snakemake_dry_run_plans_data_rules(tmp_path: Path):
 def test_main_snakefile_plans_a_registry_dataset(tmp_path: Path):
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     cfg["datasets"] = {"wbc": {"source": "registry", "prompt": "click"}}
+    cfg["models"] = {"sam2-zero-shot": {"kind": "sam2", "checkpoint": "sam2.1_hiera_tiny.pt"}}
+    cfg.pop("report", None)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     exe = Path(sys.executable).with_name("snakemake")
     proc = subprocess.run(

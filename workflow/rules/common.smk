@@ -21,7 +21,10 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
-DATASET_REGISTRY = config.get("registry_dir", f"{workflow.basedir}/config/datasets")
+# the registry files beside this workflow (a config may point elsewhere)
+DATASET_REGISTRY = config.get(
+    "registry_dir", str(Path(workflow.current_basedir).parents[1] / "config" / "datasets")
+)
 RESULTS = config["results"]
 RESOURCES = config["resources"]
 SEED = int(config["seed"])
