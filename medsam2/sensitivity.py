@@ -9,6 +9,7 @@ run with the evaluate stage, so the spread of Dice over seeds is the sensitivity
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
@@ -30,11 +31,10 @@ def template_sensitivity(model_cfg: dict, checkpoint: Path | None, dataset_dir: 
             pred_dir = Path(tmp) / f"seed{seed}"
             predict_dataset(model_cfg, checkpoint, dataset_dir, prompts, pred_dir, seed=seed,
                             mode_2d="one_prompt")
-            template = (pred_dir / "one_prompt_template.json").read_text()
+            template = json.loads((pred_dir / "one_prompt_template.json").read_text())
             df = evaluate_dataset(dataset_dir, pred_dir, dataset_dir.name, model,
                                   pred_dir / "metrics.csv")
-            frames.append(df.assign(seed=seed, template=pd.read_json(
-                template, typ="series")["template"]))
+            frames.append(df.assign(seed=seed, template=template["template"]))
     out = pd.concat(frames, ignore_index=True)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(out_csv, index=False)
