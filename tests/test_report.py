@@ -429,3 +429,38 @@ def test_snakemake_rule_runs_and_html_report_has_tables_and_figures(tmp_path):
                  "synth3d_overlays.png", "synth2d_per_case.png", "reported_vs_ours.png",
                  "Analogue of the paper's Table 2"):
         assert item in page, item
+
+
+def test_tables_from_the_real_paper_config(tmp_path):
+    """config/paper.yaml + a metrics fixture for every (dataset, model) pair it plans."""
+    import yaml
+
+    from medsam2.config import model_datasets
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config" / "paper.yaml").read_text())
+    rng = np.random.default_rng(1)
+    frames = []
+    for model in config["models"]:
+        for d in model_datasets(config, model):
+            reg = yaml.safe_load((root / "config" / "datasets" / f"{d}.yaml").read_text())
+            vals = {(f"case{c}", lab): float(rng.uniform(0.3, 0.95)) for c in range(3)
+                    for lab in reg["labels"]}
+            frames.append(metric_rows(d, model, vals))
+    mdir = tmp_path / "metrics"
+    write_metrics(mdir, pd.concat(frames))
+    ctx, _ = build.prepare(mdir, write_config(tmp_path / "paper.json", config))
+    tables = {t.name: t for t in build.build_tables(ctx)}
+    t1 = tables["table1_dice"]
+    assert [c.name for c in t1.columns][-1] == "mean" and len(t1.columns) == 13
+    assert "spleen" in t1.columns[0].name
+    assert len(t1.blocks[1].mean) == 20  # the paper's 20 models, reported numbers
+    assert "medsam2 (MedSAM-2)" in t1.blocks[0].mean.index
+    t2 = tables["table2_dice"]
+    assert len(t2.columns) == 12 and t2.blocks[1].mean.loc["MedSAM-2", "kits23"] == \
+        pytest.approx(0.782)
+    ours2 = t2.blocks[0].mean
+    assert {"medsam2 (MedSAM-2)", "sam2 (SAM2)", "nnunet (nnUNet)"} <= set(ours2.index)
+    t3 = tables["table3_dice"]
+    assert [r.split(" (")[0] for r in t3.blocks[0].mean.index] == list(ABLATION_STEPS.values())
+    assert t3.blocks[1].mean.loc["+resampling"].notna().all()
