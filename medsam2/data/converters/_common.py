@@ -45,3 +45,11 @@ def pair(
 def index_by_stem(files: Iterable[Path], suffixes: Iterable[str]) -> dict[str, Path]:
     suffixes = tuple(suffixes)
     return {strip_suffix(p.name, suffixes): p for p in files}
+
+
+def sibling_pairs(
+    root: Path, pattern: str, image_dir: str, label_dir: str, case_id: Callable[[Path], str]
+) -> list[RawCase]:
+    """Cases laid out as ``<parent>/<image_dir>/<file>`` + ``<parent>/<label_dir>/<file>``."""
+    images = [p for p in rglob(root, pattern) if p.parent.name == image_dir]
+    return pair(images, lambda p: p.parent.parent / label_dir / p.name, case_id)

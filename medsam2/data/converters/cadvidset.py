@@ -11,14 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from medsam2.data.convert import RawCase
-from medsam2.data.converters._common import pair, rglob
+from medsam2.data.converters._common import sibling_pairs
 
 
 def find_cases(root: Path, options: dict) -> list[RawCase]:
-    image_dir = options.get("image_dir", "images")
-    mask_dir = options.get("mask_dir", "masks")
-    images = [p for p in rglob(root, "*.png") if p.parent.name == image_dir]
-    return pair(
-        images, lambda p: p.parent.parent / mask_dir / p.name,
-        lambda p: f"{p.parent.parent.name}_{p.stem}",
-    )
+    return sibling_pairs(root, "*.png", options.get("image_dir", "images"),
+                         options.get("mask_dir", "masks"),
+                         lambda p: f"{p.parent.parent.name}_{p.stem}")

@@ -10,14 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from medsam2.data.convert import RawCase
-from medsam2.data.converters._common import pair, rglob
+from medsam2.data.converters._common import sibling_pairs
 
 
 def find_cases(root: Path, options: dict) -> list[RawCase]:
-    image_dir = options.get("image_dir", "data")
-    label_dir = options.get("label_dir", "label")
-    images = [p for p in rglob(root, "*.nii*") if p.parent.name == image_dir]
-    return pair(
-        images, lambda p: p.parent.parent / label_dir / p.name,
-        lambda p: "cas_" + p.name.split(".")[0],
-    )
+    return sibling_pairs(root, "*.nii*", options.get("image_dir", "data"),
+                         options.get("label_dir", "label"),
+                         lambda p: "cas_" + p.name.split(".")[0])
