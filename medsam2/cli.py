@@ -17,6 +17,7 @@ from collections.abc import Sequence
 STAGES: dict[str, tuple[str, str]] = {
     "datasets": ("medsam2.data.registry", "list, download, extract, convert paper datasets"),
     "synth": ("medsam2.data.phantoms", "generate a synthetic phantom dataset"),
+    "preprocess": ("medsam2.data.preprocess", "cache MedSAM-2's training preprocessing"),
     "prompts": ("medsam2.data.prompts", "compute the evaluation prompts of a dataset"),
     "checkpoint": ("medsam2.model.checkpoints", "fetch an official SAM 2 / 2.1 checkpoint"),
     "train": ("medsam2.train", "train a MedSAM-2 / SAM 2 model on frame clips"),

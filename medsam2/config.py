@@ -71,6 +71,9 @@ def check_config(config: dict, repo_root: Path = REPO_ROOT) -> None:
             src = spec.get("weights_from")
             if src is not None and (src not in models or not is_trained(models[src])):
                 raise ConfigError(f"{key}.weights_from: '{src}' is not a trained model")
+            if src is not None and spec.get("preprocess") != models[src].get("preprocess"):
+                raise ConfigError(f"{key}.preprocess: must equal models.{src}.preprocess "
+                                  f"(the weights expect that input)")
             if not (is_trained(spec) or src or spec.get("checkpoint")):
                 raise ConfigError(f"{key}: needs 'train', 'weights_from' or 'checkpoint'")
         if spec["kind"] == "sam2" and (spec.get("memory") or {}).get("policy", "fifo") != "fifo":

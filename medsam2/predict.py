@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from medsam2.data.frames import (
     unslice,
 )
 from medsam2.data.layout import StandardDataset, Volume, write_volume
+from medsam2.data.preprocess import crop_box
 from medsam2.data.prompts import SLICE_AXIS_3D, Prompt, load_prompts, make_prompt
 from medsam2.model.build import build_model
 from medsam2.model.predictor import segment_sequence
@@ -83,20 +84,37 @@ def labels_from_scores(scores: dict[int, np.ndarray], shape: tuple[int, ...]) ->
 
 
 def _sequence_logits(model, stack01: np.ndarray, prompt: Prompt, gt_slice, image_size: int,
-                     reverse: bool, chunk_size: int) -> np.ndarray:
-    """(T, H, W) logits of one frame sequence prompted on one frame (optionally reversed)."""
+                     reverse: bool, chunk_size: int, crop: bool = False) -> np.ndarray:
+    """(T, H, W) logits of one frame sequence prompted on one frame (optionally reversed).
+
+    With ``crop`` the frames are cut to their non-zero region first (as in training with
+    ``medsam2 preprocess``) and the logits pasted back; outside the region is background.
+    """
+    full_hw = stack01.shape[1:]
+    if crop:
+        rows, cols = crop_box(stack01)
+        stack01 = stack01[:, rows, cols]
+        gt_slice = None if gt_slice is None else gt_slice[rows, cols]
+        shift = [cols.start, rows.start]
+        prompt = replace(prompt, points=[[x - shift[0], y - shift[1]] for x, y in prompt.points])
     frames = to_model_frames(stack01[::-1] if reverse else stack01, image_size)
     frame = len(stack01) - 1 - prompt.frame if reverse else prompt.frame
     hw = stack01.shape[1:]
     low = segment_sequence(model, frames, {frame: prompt.model_inputs(hw, image_size, gt_slice)},
                            chunk_size)
-    full = logits_to_original(low, hw).numpy()
-    return full[::-1] if reverse else full
+    logits = logits_to_original(low, hw).numpy()
+    logits = logits[::-1] if reverse else logits
+    if not crop:
+        return logits
+    out = np.full((len(logits), *full_hw), -20.0, dtype=np.float32)
+    out[:, rows, cols] = logits
+    return out
 
 
 def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict,
                    label: np.ndarray | None, labels: dict[str, int], image_size: int,
-                   orientations: Orientations = Orientations(), chunk_size: int = 16) -> np.ndarray:
+                   orientations: Orientations = Orientations(), chunk_size: int = 16,
+                   crop: bool = False) -> np.ndarray:
     """Label map of one 3D image from per-label prompts (one per axis) on key slices."""
     norm = intensity.apply(image)
     scores = {}
@@ -115,7 +133,7 @@ def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict
             stack = slices(norm, axis)
             for reverse in (False, True) if orientations.reverse else (False,):
                 seq = _sequence_logits(model, stack, prompt, gt_slice, image_size, reverse,
-                                       chunk_size)
+                                       chunk_size, crop)
                 logits.append(unslice(seq, axis, 3))
         scores[labels[name]] = orientations.fuse(logits)
     return labels_from_scores(scores, image.shape)
@@ -144,6 +162,7 @@ def predict_dataset(
     prompts = load_prompts(prompts_path)["cases"]
     intensity = _intensity(ds)
     orientations = Orientations.from_dict(model_cfg.get("orientations"))
+    crop = bool((model_cfg.get("preprocess") or {}).get("crop", False))  # as in training
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = ds.cases("test")
     written = []
@@ -155,22 +174,23 @@ def predict_dataset(
         case_prompts = prompts.get(case.case_id, {})
         if image.ndim == 3:
             pred = predict_volume(model, image.array, intensity, case_prompts, label,
-                                  ds.labels, image_size, orientations)
+                                  ds.labels, image_size, orientations, crop=crop)
         else:
             pred = _predict_image(model, image.array, intensity, case_prompts, label,
-                                  ds.labels, image_size)
+                                  ds.labels, image_size, crop)
         written.append(write_volume(out_dir / f"{case.case_id}{ds.file_ending}",
                                     Volume(pred, image.affine), is_label=True))
     return written
 
 
-def _predict_image(model, image, intensity, prompts, label, labels, image_size) -> np.ndarray:
+def _predict_image(model, image, intensity, prompts, label, labels, image_size,
+                   crop: bool = False) -> np.ndarray:
     """One 2D image, each label prompted on the image itself."""
     stack = intensity.apply(image)[None]
     scores = {}
     for name, (prompt, *_) in prompts.items():
         gt = None if label is None else (label == labels[name])
-        logits = _sequence_logits(model, stack, prompt, gt, image_size, False, 1)[0]
+        logits = _sequence_logits(model, stack, prompt, gt, image_size, False, 1, crop)[0]
         scores[labels[name]] = Orientations().fuse([logits])
     return labels_from_scores(scores, image.shape)
 

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from medsam2.config import add_model_config_args, model_config_from_args
 from medsam2.data.frames import Intensity, slices, to_model_frames, to_model_masks
 from medsam2.data.layout import StandardDataset
+from medsam2.data.preprocess import is_cache, load_cache
 from medsam2.data.prompts import SLICE_AXIS_3D, make_prompt
 from medsam2.model.build import build_model, read_checkpoint, save_checkpoint
 
@@ -76,6 +77,15 @@ class ClipSampler:
         self.cases: list[tuple[np.ndarray, np.ndarray, dict[str, int]]] = []
         self.sets_2d: list[tuple[list[np.ndarray], list[np.ndarray], dict[str, int]]] = []
         for d in dataset_dirs:
+            if is_cache(d):  # medsam2 preprocess: cropped, resized, small masks dropped
+                index, cached = load_cache(d)
+                labels = {k: int(v) for k, v in index["labels"].items()}
+                if index["is_3d"]:
+                    self.cases += [(f, lb, labels) for f, lb in cached]
+                else:
+                    self.sets_2d.append(([f[0] for f, _ in cached], [lb[0] for _, lb in cached],
+                                         labels))
+                continue
             ds = StandardDataset(d)
             channel = next(iter(ds.meta["channel_names"].values()))
             intensity = Intensity.for_channel(channel)

@@ -29,10 +29,12 @@ def mini_config(tmp: Path) -> dict:
         "models": {
             "medsam2-mini": {"kind": "medsam2", "paper_name": "MedSAM-2", "arch": "tiny",
                              "image_size": 64, "memory": {"policy": "self_sorting"},
+                             "preprocess": {"crop": True, "min_area": 10},
                              "train": {"steps": 2, "clip_len": 3}},
             "medsam2-mini-none": {"kind": "medsam2", "paper_name": "MedSAM-2[none]",
                                   "ablation": True, "arch": "tiny", "image_size": 64,
                                   "weights_from": "medsam2-mini",
+                                  "preprocess": {"crop": True, "min_area": 10},
                                   "memory": {"policy": "self_sorting", "confidence": False,
                                              "dissimilarity": False, "resampling": False},
                                   "datasets": ["mini3d"]},
@@ -70,6 +72,9 @@ def test_demo_shaped_workflow_runs_end_to_end(tmp_path):
     # 3D: one row per test case and label, both labels scored
     df3 = pd.read_csv(results / "metrics" / "mini3d" / "medsam2-mini.csv")
     assert set(df3["label"]) == {"organ", "lesion"}
+    # MedSAM-2 trained on the preprocessing cache; SAM 2 on the raw standard datasets
+    assert (results / "preprocessed" / "medsam2-mini" / "mini3d" / "index.json").is_file()
+    assert not (results / "preprocessed" / "sam2-mini").exists()
     # the ablation variant reused the trained weights: no second training for it
     assert not (results / "models" / "medsam2-mini-none").exists()
     summary = (results / "report" / "summary.md").read_text()
@@ -104,6 +109,8 @@ def test_dry_run_lists_every_stage(tmp_path):
      "models.sam2-mini.memory.policy: plain SAM 2 uses 'fifo'"),
     (lambda c: c["models"]["medsam2-mini-none"].update(weights_from="nope"),
      "models.medsam2-mini-none.weights_from: 'nope' is not a trained model"),
+    (lambda c: c["models"]["medsam2-mini-none"].pop("preprocess"),
+     "models.medsam2-mini-none.preprocess: must equal models.medsam2-mini.preprocess"),
 ])
 def test_bad_config_fails_at_start_naming_the_key(tmp_path, mutate, message):
     cfg = mini_config(tmp_path)

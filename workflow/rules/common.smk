@@ -131,6 +131,20 @@ def train_datasets(model):
     return spec["train"].get("datasets") or model_datasets(config, model)
 
 
+def train_sources(model):
+    """What a model trains on: the standard datasets, or their preprocessing caches when
+    the model has a `preprocess` block (medsam2 preprocess: crop, resize, small masks)."""
+    if config["models"][model].get("preprocess") is None:
+        return [dataset_dir(d) for d in train_datasets(model)]
+    return [f"{RESULTS}/preprocessed/{model}/{d}" for d in train_datasets(model)]
+
+
+def train_inputs(model):
+    if config["models"][model].get("preprocess") is None:
+        return [dataset_json(d) for d in train_datasets(model)]
+    return [f"{src}/index.json" for src in train_sources(model)]
+
+
 def tracker_checkpoint(model):
     """Trained here, borrowed from another model (ablations), or an official file."""
     spec = config["models"][model]

@@ -21,6 +21,28 @@ rule prompts:
         " --seed {params.seed} --out {output} > {log} 2>&1"
 
 
+rule preprocess:
+    conda:
+        "../envs/medsam2.yaml"
+    input:
+        dataset_json("{dataset}"),
+    output:
+        f"{RESULTS}/preprocessed/{{model}}/{{dataset}}/index.json",
+    log:
+        f"{LOGS}/preprocess/{{model}}/{{dataset}}.log",
+    params:
+        dir=lambda w: dataset_dir(w.dataset),
+        out=lambda w, output: str(Path(output[0]).parent),
+        size=lambda w: config["models"][w.model].get("image_size", 128),
+        min_area=lambda w: config["models"][w.model]["preprocess"].get("min_area", 100),
+        crop=lambda w: (
+            "" if config["models"][w.model]["preprocess"].get("crop", True) else "--no-crop"
+        ),
+    shell:
+        "medsam2 preprocess --dataset-dir {params.dir} --out {params.out}"
+        " --image-size {params.size} --min-area {params.min_area} {params.crop} > {log} 2>&1"
+
+
 rule fetch_checkpoint:
     conda:
         "../envs/medsam2.yaml"
@@ -40,7 +62,7 @@ rule train_tracker:
     conda:
         "../envs/medsam2.yaml"
     input:
-        datasets=lambda w: [dataset_json(d) for d in train_datasets(w.model)],
+        datasets=lambda w: train_inputs(w.model),
         init=lambda w: config["models"][w.model].get("checkpoint", []),
     output:
         f"{RESULTS}/models/{{model}}/checkpoint.pt",
@@ -50,7 +72,7 @@ rule train_tracker:
         model=names_regex(trained_tracker_models()),
     params:
         cfg=lambda w: model_json(w.model),
-        dirs=lambda w: " ".join(dataset_dir(d) for d in train_datasets(w.model)),
+        dirs=lambda w: " ".join(train_sources(w.model)),
         out=lambda w: f"{RESULTS}/models/{w.model}",
         seed=SEED,
         # several GPUs in one job (SLURM profile): one data-parallel process per GPU
