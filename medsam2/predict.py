@@ -117,25 +117,23 @@ def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict
                    crop: bool = False) -> np.ndarray:
     """Label map of one 3D image from per-label prompts (one per axis) on key slices."""
     norm = intensity.apply(image)
-    scores = {}
-    for name, plist in prompts.items():
-        by_axis = {p.axis: p for p in plist}
-        logits = []
-        for axis in orientations.axes:
-            if axis not in by_axis:
+    logits: dict[str, list[np.ndarray]] = {name: [] for name in prompts}
+    for axis in orientations.axes:
+        stack = slices(norm, axis)  # once per axis, shared by every label
+        for name, plist in prompts.items():
+            prompt = next((p for p in plist if p.axis == axis), None)
+            if prompt is None:
                 raise ValueError(f"label '{name}': no prompt stored for axis {axis}")
-            prompt = by_axis[axis]
             gt_slice = None
             if prompt.kind == "mask":
                 if label is None:
                     raise ValueError("a mask prompt needs the ground-truth label")
                 gt_slice = np.take(label == labels[name], prompt.frame, axis=axis)
-            stack = slices(norm, axis)
             for reverse in (False, True) if orientations.reverse else (False,):
                 seq = _sequence_logits(model, stack, prompt, gt_slice, image_size, reverse,
                                        chunk_size, crop)
-                logits.append(unslice(seq, axis, 3))
-        scores[labels[name]] = orientations.fuse(logits)
+                logits[name].append(unslice(seq, axis, 3))
+    scores = {labels[name]: orientations.fuse(lgs) for name, lgs in logits.items()}
     return labels_from_scores(scores, image.shape)
 
 

@@ -78,10 +78,6 @@ def all_metrics_files():
     return [f"{RESULTS}/metrics/{d}/{m}.csv" for d, m in model_dataset_pairs()]
 
 
-def all_prediction_dirs():
-    return [f"{RESULTS}/predictions/{d}/{m}" for d, m in model_dataset_pairs()]
-
-
 def sensitivity_files():
     """One-Prompt template sensitivity: tracker models x 2D one_prompt datasets."""
     return [f"{RESULTS}/sensitivity/{d}/{m}.csv" for d, m in model_dataset_pairs()
