@@ -20,7 +20,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +52,12 @@ class TrainConfig:
     box_jitter: float = 0.1
     save_every: int = 50
     max_corrections: int = 2  # frames per clip corrected with a click (0 to 2, uniform)
+    objects: int = 2  # labels per clip tracked side by side on one image-encoder pass
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     device: str = "auto"  # auto | cpu | cuda
     freeze: tuple[str, ...] = ()  # parameter-name prefixes kept frozen, e.g. image_encoder
+    lr_scale: dict[str, float] = field(default_factory=dict)  # name prefix -> LR factor
+    augment: bool = True  # flips, 90-degree turns, contrast/brightness/gamma per clip
 
     @classmethod
     def from_dict(cls, cfg: dict | None) -> TrainConfig:
@@ -105,30 +108,83 @@ class ClipSampler:
 
     def sample(self, rng: np.random.Generator, clip_len: int) -> tuple[np.ndarray, np.ndarray]:
         """(T, H, W) images in [0, 1] and (T, H, W) binary masks; frame 0 has the object."""
+        images, masks = self.sample_objects(rng, clip_len, 1)
+        return images, masks[0]
+
+    def sample_objects(self, rng: np.random.Generator, clip_len: int, max_objects: int,
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """(T, H, W) images and (K, T, H, W) masks of K <= ``max_objects`` labels, all in
+        frame 0: one drawn label decides the clip, others visible on its first frame join.
+
+        Several objects of one clip share the image encoder's pass and see the very same
+        frames, so only their prompts and memories tell them apart (SAM 2 trains several
+        objects per video the same way).
+        """
         kind, idx = self.sources[int(rng.integers(len(self.sources)))]
         if kind == "3d":
             img, lab, labels = self.cases[idx]
             present = [v for v in labels.values() if (lab == v).any()]
             value = present[int(rng.integers(len(present)))]
-            mask = lab == value
-            on = np.nonzero(mask.reshape(len(mask), -1).any(axis=1))[0]
+            on = np.nonzero((lab == value).reshape(len(lab), -1).any(axis=1))[0]
             start = int(on[rng.integers(len(on))])
             # walk towards the middle of the object so that most frames contain it
             step = 1 if start <= (on[0] + on[-1]) / 2 else -1
             if rng.random() < 0.25:
                 step = -step  # ... but also learn to follow it out of view
             order = np.clip(start + step * np.arange(clip_len), 0, len(img) - 1)
-            return img[order], mask[order]
-        images, labs, labels = self.sets_2d[idx]
-        value = list(labels.values())[int(rng.integers(len(labels)))]
-        with_obj = [i for i, lb in enumerate(labs) if (lb == value).any()]
-        first = with_obj[int(rng.integers(len(with_obj)))]
-        others = rng.permutation([i for i in range(len(images)) if i != first])[: clip_len - 1]
-        picks = [first, *others.tolist()]
-        size = images[0].shape
-        same = [i for i in picks if images[i].shape == size]  # a clip needs one image size
-        return (np.stack([images[i] for i in same]),
-                np.stack([labs[i] == value for i in same]))
+            images, labs = img[order], lab[order]
+        else:
+            set_images, set_labs, labels = self.sets_2d[idx]
+            value = list(labels.values())[int(rng.integers(len(labels)))]
+            with_obj = [i for i, lb in enumerate(set_labs) if (lb == value).any()]
+            first = with_obj[int(rng.integers(len(with_obj)))]
+            others = rng.permutation([i for i in range(len(set_images)) if i != first])
+            picks = [first, *others[: clip_len - 1].tolist()]
+            size = set_images[first].shape
+            same = [i for i in picks if set_images[i].shape == size]  # one size per clip
+            images = np.stack([set_images[i] for i in same])
+            labs = np.stack([set_labs[i] for i in same])
+        extra = [v for v in labels.values() if v != value and (labs[0] == v).any()]
+        extra = rng.permutation(extra)[: max(0, max_objects - 1)].tolist() if extra else []
+        return images, np.stack([labs == v for v in [value, *extra]])
+
+
+def augment_clip(images: np.ndarray, masks: np.ndarray, rng: np.random.Generator,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """One random flip / 90-degree turn and intensity change, the same for every frame.
+
+    The demo trains on a dozen volumes: without this the model learns where the organ
+    sits in them (left or right of the midline) instead of following the prompt. Frames
+    are in [0, 1]; the geometry is applied to the masks too.
+    """
+    k = int(rng.integers(4))
+    flip = bool(rng.random() < 0.5)
+
+    def geometry(a: np.ndarray) -> np.ndarray:
+        a = np.rot90(a, k, axes=(-2, -1))
+        return np.ascontiguousarray(a[..., ::-1] if flip else a)
+
+    contrast = rng.uniform(0.8, 1.2)
+    brightness = rng.uniform(-0.1, 0.1)
+    gamma = float(np.exp(rng.uniform(-0.3, 0.3)))
+    mean = images.mean()
+    out = np.clip((images - mean) * contrast + mean + brightness, 0.0, 1.0) ** gamma
+    return geometry(out.astype(images.dtype, copy=False)), geometry(masks)
+
+
+def param_groups(model: torch.nn.Module, tcfg: TrainConfig) -> list[dict]:
+    """Trainable parameters grouped by learning rate (``lr_scale``: prefix -> factor).
+
+    SAM 2's own recipe trains parts at different rates (vision_lr vs lr); here the same
+    knob also keeps memory attention's query/key logits from outgrowing the softmax.
+    """
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        scale = next((f for prefix, f in tcfg.lr_scale.items() if name.startswith(prefix)), 1.0)
+        groups.setdefault(float(scale), []).append(p)
+    return [{"params": ps, "lr": tcfg.lr * scale} for scale, ps in groups.items()]
 
 
 def lr_factor(step: int, total: int, warmup_fraction: float) -> float:
@@ -182,17 +238,23 @@ def corrective_click(logits: torch.Tensor, gt: torch.Tensor,
             "point_labels": torch.tensor([[label]], dtype=torch.int32, device=logits.device)}
 
 
+def encode_clip(model, frames: torch.Tensor) -> tuple[list, list, list]:
+    """The image encoder's features of a clip's frames: (features, positions, sizes)."""
+    _, feats, pos, sizes = model._prepare_backbone_features(model.forward_image(frames))
+    return feats, pos, sizes
+
+
 def clip_loss(model, frames: torch.Tensor, masks: torch.Tensor, prompt_inputs,
               correct_frames: tuple[int, ...] = (), rng: np.random.Generator | None = None,
-              ) -> torch.Tensor:
+              encoded: tuple[list, list, list] | None = None) -> torch.Tensor:
     """Run the memory loop over one clip (frame 0 prompted) and average the frame losses.
 
     Frames in ``correct_frames`` are segmented, then corrected with one click on their
     error (fed with the previous mask logits, as SAM 2 trains); both predictions are
     supervised and the corrected one becomes a prompted (conditioning) frame.
+    ``encoded`` = :func:`encode_clip` of ``frames``, shared by several objects.
     """
-    backbone_out = model.forward_image(frames)
-    _, feats, pos, sizes = model._prepare_backbone_features(backbone_out)
+    feats, pos, sizes = encoded if encoded is not None else encode_clip(model, frames)
     n = frames.shape[0]
     output_dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
     model.memory_policy.reset()
@@ -281,7 +343,7 @@ def train(
     for name, p in model.named_parameters():
         p.requires_grad_(not any(name.startswith(f) for f in tcfg.freeze))
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=tcfg.lr, betas=(0.9, 0.999),
+    optimizer = torch.optim.AdamW(param_groups(model, tcfg), betas=(0.9, 0.999),
                                   weight_decay=tcfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, tcfg.steps, tcfg.warmup_fraction))
@@ -318,19 +380,17 @@ def train(
     bar = tqdm(range(start, tcfg.steps), desc=f"train {out_dir.name}", unit="step",
                initial=start, total=tcfg.steps, disable=not lead)
     for step in bar:
-        images, masks = sampler.sample(rng, tcfg.clip_len)
+        images, objects = sampler.sample_objects(rng, tcfg.clip_len, tcfg.objects)
+        if tcfg.augment:
+            images, objects = augment_clip(images, objects, rng)
         frames = to_model_frames(images, image_size).to(device)
-        gts = to_model_masks(masks, image_size).to(device)
-        kind = rng.choice(["mask", "click", "box"], p=list(tcfg.prompt_probs))
-        prompt = make_prompt(str(kind), masks[0], 0, rng, tcfg.box_jitter)
-        points, mask_in = prompt.model_inputs(masks[0].shape, image_size, masks[0])
-        inputs = ({k: v.to(device) for k, v in points.items()} if points else None,
-                  None if mask_in is None else mask_in.to(device))
-        n_fix = int(rng.integers(0, tcfg.max_corrections + 1)) if len(images) > 1 else 0
-        fix = tuple(rng.choice(np.arange(1, len(images)), size=min(n_fix, len(images) - 1),
-                               replace=False).tolist())
         with amp:
-            loss = clip_loss(model, frames, gts, inputs, fix, rng)
+            encoded = encode_clip(model, frames)
+            loss = torch.stack([
+                clip_loss(model, frames, to_model_masks(masks, image_size).to(device),
+                          *_simulated_prompts(masks, image_size, tcfg, rng, device), rng,
+                          encoded)
+                for masks in objects]).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if world > 1:
@@ -358,6 +418,20 @@ def train(
     if lead:
         save_checkpoint(final, model, _plain(resolved), step=tcfg.steps)
     return final
+
+
+def _simulated_prompts(masks: np.ndarray, image_size: int, tcfg: TrainConfig,
+                       rng: np.random.Generator, device: torch.device) -> tuple[tuple, tuple]:
+    """A mask / click / box prompt on frame 0 and the frames to correct with a click."""
+    kind = rng.choice(["mask", "click", "box"], p=list(tcfg.prompt_probs))
+    prompt = make_prompt(str(kind), masks[0], 0, rng, tcfg.box_jitter)
+    points, mask_in = prompt.model_inputs(masks[0].shape, image_size, masks[0])
+    inputs = ({k: v.to(device) for k, v in points.items()} if points else None,
+              None if mask_in is None else mask_in.to(device))
+    n = len(masks)
+    n_fix = int(rng.integers(0, tcfg.max_corrections + 1)) if n > 1 else 0
+    fix = tuple(rng.choice(np.arange(1, n), size=min(n_fix, n - 1), replace=False).tolist())
+    return inputs, fix
 
 
 def _check_in_sync(params: list[torch.nn.Parameter]) -> None:

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from medsam2.model.build import read_checkpoint
-from medsam2.train import ClipSampler, TrainConfig, lr_factor, train
+from medsam2.model.build import build_model, read_checkpoint
+from medsam2.train import (
+    ClipSampler,
+    TrainConfig,
+    augment_clip,
+    lr_factor,
+    param_groups,
+    train,
+)
 
 
 def _cfg(steps, policy="self_sorting"):
@@ -30,6 +37,38 @@ def test_clip_sampler_starts_on_the_object(phantom3d, phantom2d):
         assert images.shape == masks.shape and len(images) >= 2
         assert masks[0].any()  # the prompted first frame always shows the object
         assert 0.0 <= images.min() and images.max() <= 1.0
+
+
+def test_augmentation_moves_image_and_mask_together():
+    rng = np.random.default_rng(0)
+    masks = np.zeros((3, 16, 20), bool)
+    masks[:, 2:6, 3:9] = True  # off-centre, so flips and turns show
+    images = np.where(masks, 0.7, 0.3).astype(np.float32)
+    seen = set()
+    for _ in range(30):
+        img, msk = augment_clip(images, masks, rng)
+        assert img.shape[0] == 3 and img.shape[1:] in ((16, 20), (20, 16))
+        assert img.shape == msk.shape and msk.sum() == masks.sum()
+        # intensity changes are monotonic: the object stays the brighter region
+        assert img[msk].min() > img[~msk].max()
+        assert 0.0 <= img.min() and img.max() <= 1.0
+        seen.add(msk.tobytes())
+    assert len(seen) >= 6  # several of the 8 flips/turns were drawn
+    a = augment_clip(images, masks, np.random.default_rng(5))
+    b = augment_clip(images, masks, np.random.default_rng(5))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_param_groups_scale_the_learning_rate_by_prefix():
+    model = build_model("tiny", 64, {"policy": "fifo"}, seed=0)
+    cfg = TrainConfig(lr=1e-3, lr_scale={"memory_attention": 0.1})
+    groups = param_groups(model, cfg)
+    by_lr = {g["lr"]: {id(p) for p in g["params"]} for g in groups}
+    assert sorted(by_lr) == pytest.approx([1e-4, 1e-3])
+    slow = {id(p) for n, p in model.named_parameters() if n.startswith("memory_attention")}
+    assert by_lr[min(by_lr)] == slow
+    n_all = sum(1 for p in model.parameters() if p.requires_grad)
+    assert sum(len(g["params"]) for g in groups) == n_all
 
 
 def test_unknown_train_key_is_rejected():
