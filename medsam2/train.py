@@ -52,7 +52,7 @@ class TrainConfig:
     box_jitter: float = 0.1
     save_every: int = 50
     max_corrections: int = 2  # frames per clip corrected with a click (0 to 2, uniform)
-    objects: int = 2  # labels per clip tracked side by side on one image-encoder pass
+    objects: int = 1  # labels per clip tracked side by side on one image-encoder pass
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     device: str = "auto"  # auto | cpu | cuda
     freeze: tuple[str, ...] = ()  # parameter-name prefixes kept frozen, e.g. image_encoder

@@ -22,6 +22,7 @@ from baselines.nnunet.runner import (
     NnunetError,
     dataset_id,
     link_raw,
+    network_from_identifier,
     nnunet_name,
     resolve_configuration,
     spec_from_config,
@@ -81,6 +82,9 @@ def test_spec_defaults_are_nnunets_own() -> None:
     ({"schedule": {"epochs": 2}}, "schedule"),
     ({"schedule": {"num_epochs": 0}}, "schedule"),
     ({"device": "tpu"}, "device"),
+    ({"network": {"base_features": 8}}, "network"),
+    ({"network": {"base_features": 64, "max_features": 32}}, "network"),
+    ({"network": {"base_features": 2, "max_features": 32}}, "network"),
     ({"trainer": "nnUNetTrainer_5epochs"}, "unknown key"),
 ])
 def test_spec_rejects_bad_keys(bad: dict, key: str) -> None:
@@ -91,6 +95,18 @@ def test_spec_rejects_bad_keys(bad: dict, key: str) -> None:
 def test_spec_folds_forms() -> None:
     assert spec_from_config({"kind": "nnunet", "folds": "all"}).folds == ("all",)
     assert spec_from_config({"kind": "nnunet", "folds": [0, 1, 2, 3, 4]}).folds == (0, 1, 2, 3, 4)
+
+
+def test_plans_identifier_round_trip() -> None:
+    assert spec_from_config({"kind": "nnunet"}).plans == "nnUNetPlans"
+    narrow = {"base_features": 8, "max_features": 64}
+    spec = spec_from_config({"kind": "nnunet", "network": narrow})
+    assert spec.plans == "nnUNetPlans_f8-64"
+    assert network_from_identifier(spec.plans) == narrow
+    assert network_from_identifier("nnUNetPlans") is None
+    for bad in ("nnUNetPlans_f8", "nnUNetPlans_fa-b", "myPlans_f8-64", "nnUNetPlans_f08-64"):
+        with pytest.raises(NnunetError, match="plans identifier"):
+            network_from_identifier(bad)
 
 
 def test_dataset_ids_deterministic_unique_three_digits() -> None:
@@ -157,8 +173,8 @@ def run_pipeline(tmp_path: Path, ds: Path, model: dict, fold: str) -> tuple[dict
     root, rec = tmp_path / "nnunet", tmp_path / "records"
     cfg = json.dumps(model)
     medsam2("nnunet", "plan", "--dataset-dir", ds, "--root", root, "--configurations",
-            model.get("configuration", "auto"), "--threads", "2", "--out", rec / "plan.json",
-            cwd=tmp_path)
+            model.get("configuration", "auto"), "--plans", spec_from_config(model).plans,
+            "--threads", "2", "--out", rec / "plan.json", cwd=tmp_path)
     medsam2("nnunet", "train", "--dataset-dir", ds, "--root", root, "--model-json", cfg,
             "--model", "nnunet-test", "--plan", rec / "plan.json", "--fold", fold,
             "--threads", "2", "--out", rec / "train.json", cwd=tmp_path)
@@ -185,14 +201,19 @@ def check_predictions(ds_dir: Path, out: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_nnunet_3d_fullres_plan_train_predict(tmp_path: Path) -> None:
+    """3d_fullres with narrow stages (the demo's CPU network) planned by nnU-Net."""
     ds = tiny_volumes(tmp_path / "datasets" / "tiny3d", n_cases=7)
     model = {"kind": "nnunet", "configuration": "auto", "schedule": SCHEDULE, "tta": False,
-             "device": "cpu"}
+             "device": "cpu", "network": {"base_features": 8, "max_features": 32}}
     record, out = run_pipeline(tmp_path, ds, model, "0")
     assert record["configuration"] == "3d_fullres" and record["fold"] == 0
     trainer_dir = Path(record["trainer_dir"])
     # the stock trainer's folder name: nnU-Net's own predictor and CLI find the model
-    assert trainer_dir.name == "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    assert trainer_dir.name == "nnUNetTrainer__nnUNetPlans_f8-32__3d_fullres"
+    plans = json.loads((trainer_dir / "plans.json").read_text())
+    widths = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"][
+        "features_per_stage"]
+    assert widths[0] == 8 and max(widths) == 32, widths
     assert trainer_dir.parent.name == nnunet_name("tiny3d")
     assert trainer_dir.is_relative_to(tmp_path / "nnunet" / "nnUNet_results" / "nnunet-test")
     ckpt = torch.load(record["checkpoint"], map_location="cpu", weights_only=False)

@@ -30,7 +30,7 @@ def _plan(args: argparse.Namespace) -> int:
     from baselines.nnunet.runner import plan_and_preprocess
 
     record = plan_and_preprocess(args.dataset_dir, args.root, args.configurations.split(","),
-                                 args.threads)
+                                 args.threads, args.plans.split(","))
     _write_record(args.out, record)
     print(json.dumps(record, indent=2))
     return 0
@@ -72,6 +72,9 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     common(q)
     q.add_argument("--configurations", default="auto",
                    help="comma list of auto / 2d / 3d_fullres / 3d_lowres to preprocess")
+    q.add_argument("--plans", default="nnUNetPlans",
+                   help="comma list of plans identifiers: nnUNetPlans (stock widths) and/or "
+                        "nnUNetPlans_f<base>-<max> (narrower stages, from a model's network)")
     q.add_argument("--out", required=True, type=Path, help="plan record (JSON) to write")
     q.set_defaults(func=_plan)
 

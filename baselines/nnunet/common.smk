@@ -15,6 +15,12 @@ def _nnunet_configurations(dataset):
     return ",".join(sorted(cfgs))
 
 
+def _nnunet_plans(dataset):
+    """Plans identifiers to make: one per distinct network width of the dataset's models."""
+    return ",".join(sorted({spec_from_config(config["models"][m]).plans
+                            for m in _nnunet_models_of(dataset)}))
+
+
 def _nnunet_folds(model):
     folds = config["models"][model].get("folds", 0)
     return [str(f) for f in (folds if isinstance(folds, list) else [folds])]

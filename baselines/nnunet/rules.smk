@@ -33,13 +33,15 @@ rule nnunet_plan:
         dir=lambda w: dataset_dir(w.dataset),
         root=lambda w, output: Path(output[0]).parents[1],  # {root}/plans/{dataset}.json
         configurations=lambda w: _nnunet_configurations(w.dataset),
+        plans=lambda w: _nnunet_plans(w.dataset),
     threads: lambda w: max(_nnunet_threads(m) for m in _nnunet_models_of(w.dataset))
     resources:
         mem_mb=lambda w: max(model_resources(m, "mem_mb", 4000) for m in _nnunet_models_of(w.dataset)),
         runtime=30,
     shell:
         "medsam2 nnunet plan --dataset-dir {params.dir} --root {params.root}"
-        " --configurations {params.configurations} --threads {threads} --out {output}"
+        " --configurations {params.configurations} --plans {params.plans}"
+        " --threads {threads} --out {output}"
         " > {log} 2>&1"
 
 
