@@ -53,6 +53,13 @@ class TrainConfig:
     save_every: int = 50
     max_corrections: int = 2  # frames per clip corrected with a click (0 to 2, uniform)
     objects: int = 1  # labels per clip tracked side by side on one image-encoder pass
+    # Fraction of steps that train the prompt path on a single frame with a click or a box
+    # (SAM 2 mixes images with videos). Clips of the other steps are prompted as
+    # ``prompt_probs`` says. Why: a from-scratch decoder's early click/box masks are poor,
+    # a memory encoded from them contradicts the next frames, and the model learns to
+    # ignore its memory for good (bench/memory_use.py shows it); mask-prompted clips keep
+    # the memory truthful while single frames teach clicks and boxes.
+    single_frame_fraction: float = 0.0
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     device: str = "auto"  # auto | cpu | cuda
     freeze: tuple[str, ...] = ()  # parameter-name prefixes kept frozen, e.g. image_encoder
@@ -170,6 +177,10 @@ def augment_clip(images: np.ndarray, masks: np.ndarray, rng: np.random.Generator
     mean = images.mean()
     out = np.clip((images - mean) * contrast + mean + brightness, 0.0, 1.0) ** gamma
     return geometry(out.astype(images.dtype, copy=False)), geometry(masks)
+
+
+#: prompt kinds (mask, click, box) of the single-frame steps
+SINGLE_FRAME_PROMPTS = (0.0, 0.5, 0.5)
 
 
 def param_groups(model: torch.nn.Module, tcfg: TrainConfig) -> list[dict]:
@@ -383,12 +394,15 @@ def train(
         images, objects = sampler.sample_objects(rng, tcfg.clip_len, tcfg.objects)
         if tcfg.augment:
             images, objects = augment_clip(images, objects, rng)
+        probs = tcfg.prompt_probs
+        if rng.random() < tcfg.single_frame_fraction:
+            images, objects, probs = images[:1], objects[:, :1], SINGLE_FRAME_PROMPTS
         frames = to_model_frames(images, image_size).to(device)
         with amp:
             encoded = encode_clip(model, frames)
             loss = torch.stack([
                 clip_loss(model, frames, to_model_masks(masks, image_size).to(device),
-                          *_simulated_prompts(masks, image_size, tcfg, rng, device), rng,
+                          *_simulated_prompts(masks, image_size, probs, tcfg, rng, device), rng,
                           encoded)
                 for masks in objects]).mean()
         optimizer.zero_grad(set_to_none=True)
@@ -420,10 +434,11 @@ def train(
     return final
 
 
-def _simulated_prompts(masks: np.ndarray, image_size: int, tcfg: TrainConfig,
-                       rng: np.random.Generator, device: torch.device) -> tuple[tuple, tuple]:
-    """A mask / click / box prompt on frame 0 and the frames to correct with a click."""
-    kind = rng.choice(["mask", "click", "box"], p=list(tcfg.prompt_probs))
+def _simulated_prompts(masks: np.ndarray, image_size: int, probs: tuple[float, float, float],
+                       tcfg: TrainConfig, rng: np.random.Generator, device: torch.device,
+                       ) -> tuple[tuple, tuple]:
+    """A mask / click / box prompt (``probs``) on frame 0 and the frames to correct."""
+    kind = rng.choice(["mask", "click", "box"], p=list(probs))
     prompt = make_prompt(str(kind), masks[0], 0, rng, tcfg.box_jitter)
     points, mask_in = prompt.model_inputs(masks[0].shape, image_size, masks[0])
     inputs = ({k: v.to(device) for k, v in points.items()} if points else None,

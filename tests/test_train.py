@@ -8,8 +8,10 @@ import torch
 
 from medsam2.model.build import build_model, read_checkpoint
 from medsam2.train import (
+    SINGLE_FRAME_PROMPTS,
     ClipSampler,
     TrainConfig,
+    _simulated_prompts,
     augment_clip,
     lr_factor,
     param_groups,
@@ -37,6 +39,36 @@ def test_clip_sampler_starts_on_the_object(phantom3d, phantom2d):
         assert images.shape == masks.shape and len(images) >= 2
         assert masks[0].any()  # the prompted first frame always shows the object
         assert 0.0 <= images.min() and images.max() <= 1.0
+
+
+def test_clip_sampler_objects_share_the_first_frame(phantom3d):
+    sampler = ClipSampler([phantom3d], 64)
+    rng = np.random.default_rng(0)
+    counts = set()
+    for _ in range(20):
+        images, objects = sampler.sample_objects(rng, 4, 2)
+        assert objects.shape[1:] == images.shape and len(objects) in (1, 2)
+        assert all(m[0].any() for m in objects)  # every object is visible where prompted
+        if len(objects) == 2:  # organ and lesion: different labels, no shared voxel
+            assert not (objects[0] & objects[1]).any()
+        counts.add(len(objects))
+        assert len(sampler.sample_objects(rng, 4, 1)[1]) == 1
+    assert counts == {1, 2}
+
+
+def test_single_frame_steps_use_clicks_and_boxes_only():
+    cfg = TrainConfig(max_corrections=2)
+    masks = np.zeros((1, 32, 32), bool)
+    masks[0, 8:20, 10:24] = True
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        (points, mask_in), fix = _simulated_prompts(masks, 64, SINGLE_FRAME_PROMPTS, cfg, rng,
+                                                    torch.device("cpu"))
+        assert mask_in is None and points is not None and fix == ()
+    clips = [_simulated_prompts(np.repeat(masks, 4, 0), 64, (1.0, 0.0, 0.0), cfg, rng,
+                                torch.device("cpu")) for _ in range(20)]
+    assert all(inputs[1] is not None and inputs[0] is None for inputs, _ in clips)
+    assert any(fix for _, fix in clips)  # corrections are drawn on clips
 
 
 def test_augmentation_moves_image_and_mask_together():
