@@ -64,7 +64,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     freeze: tuple[str, ...] = ()  # parameter-name prefixes kept frozen, e.g. image_encoder
     lr_scale: dict[str, float] = field(default_factory=dict)  # name prefix -> LR factor
-    augment: bool = True  # flips, 90-degree turns, contrast/brightness/gamma per clip
+    augment: bool = False  # flips, 90-degree turns, contrast/brightness/gamma per clip
 
     @classmethod
     def from_dict(cls, cfg: dict | None) -> TrainConfig:
@@ -152,7 +152,11 @@ class ClipSampler:
             images = np.stack([set_images[i] for i in same])
             labs = np.stack([set_labs[i] for i in same])
         extra = [v for v in labels.values() if v != value and (labs[0] == v).any()]
-        extra = rng.permutation(extra)[: max(0, max_objects - 1)].tolist() if extra else []
+        # (no draw for one object: the random stream stays that of single-object training)
+        if extra and max_objects > 1:
+            extra = rng.permutation(extra)[: max_objects - 1].tolist()
+        else:
+            extra = []
         return images, np.stack([labs == v for v in [value, *extra]])
 
 
@@ -395,7 +399,7 @@ def train(
         if tcfg.augment:
             images, objects = augment_clip(images, objects, rng)
         probs = tcfg.prompt_probs
-        if rng.random() < tcfg.single_frame_fraction:
+        if tcfg.single_frame_fraction > 0 and rng.random() < tcfg.single_frame_fraction:
             images, objects, probs = images[:1], objects[:, :1], SINGLE_FRAME_PROMPTS
         frames = to_model_frames(images, image_size).to(device)
         with amp:
