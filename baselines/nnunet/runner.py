@@ -209,8 +209,8 @@ def _planner_class(network: dict[str, int] | None):
 
     Width is the knob nnU-Net's own planners turn (the ResEnc presets subclass the
     planner the same way); patch size, pooling and batch size are still planned by nnU-Net
-    from the dataset fingerprint. A CPU demo trains an 8-to-64-feature U-Net some 15x
-    faster per iteration than the stock 32-to-320 one.
+    from the dataset fingerprint. On the demo's synth3d an 8-to-64-feature 3d_fullres
+    U-Net took 0.78 s per iteration on 2 cores, about 10x less CPU than the stock one.
     """
     from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import (
         ExperimentPlanner,
