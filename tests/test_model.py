@@ -1,5 +1,7 @@
 """The MedSAM-2 model on Meta's sam2 parts: equivalence, checkpoints, chunked features."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -127,3 +129,41 @@ def test_six_orientation_fusion_runs_and_votes(tiny, phantom3d):
     assert six.fuse([np.array([5.0]), np.array([-5.0]), np.array([1.0])])[0] == 2 / 3
     with pytest.raises(ValueError, match="unknown keys"):
         Orientations.from_dict({"axis": 1})
+
+
+def test_volume_frames_are_encoded_once_for_all_labels_and_directions(tiny, phantom3d):
+    """Six orientations x two labels = 12 passes per axis; the encoder sees each axis's
+    frames once, and the shared (reversed) features give the same masks as encoding the
+    reversed frames afresh."""
+    from medsam2.data.frames import Intensity, slices
+    from medsam2.data.layout import StandardDataset
+    from medsam2.data.prompts import volume_prompts
+    from medsam2.predict import Orientations, _Sequence, predict_volume
+
+    ds = StandardDataset(phantom3d)
+    case = ds.cases("test")[0]
+    image, label = ds.read_image(case).array, ds.read_label(case).array
+    ct = Intensity("ct", -160, 240)
+    prompts = {name: volume_prompts(label == v, "mask") for name, v in ds.labels.items()
+               if (label == v).any()}
+    assert len(prompts) == 2
+    encoded = []
+    forward_image = tiny.forward_image
+    tiny.forward_image = lambda batch: (encoded.append(len(batch)), forward_image(batch))[1]
+    try:
+        predict_volume(tiny, image, ct, prompts, label, ds.labels, 64,
+                       Orientations((0, 1, 2), reverse=True), chunk_size=8)
+    finally:
+        del tiny.forward_image
+    assert sum(encoded) == sum(image.shape)  # every slice of every axis, once
+
+    stack = slices(ct.apply(image), 2)
+    prompt = prompts["lesion"][0]
+    gt = np.take(label == ds.labels["lesion"], prompt.frame, axis=2)
+    shared = _Sequence(tiny, stack, 64, 8, crop=False, passes=2).logits(prompt, gt, True)
+    fresh = _Sequence(tiny, stack[::-1].copy(), 64, 8, crop=False, passes=1)
+    flipped = replace(prompt, frame=len(stack) - 1 - prompt.frame)
+    alone = fresh.logits(flipped, gt)[::-1]
+    assert shared.shape == alone.shape == stack.shape
+    assert np.array_equal(shared > 0, alone > 0)
+    assert np.abs(shared - alone).max() < 1e-3

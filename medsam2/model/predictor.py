@@ -57,25 +57,60 @@ class ChunkedFeatures:
         i = t % self.chunk_size
         return [f[:, i:i + 1] for f in feats], [p[:, i:i + 1] for p in pos], sizes
 
+    def __len__(self) -> int:
+        return self.frames.shape[0]
+
+    @classmethod
+    def held(cls, model: MedSAM2Base, frames: torch.Tensor, chunk_size: int = 16,
+             ) -> ChunkedFeatures:
+        """Features that stay held once computed, for several passes over one sequence
+        (every label of a volume, both directions): each frame is encoded once.
+
+        Memory: all frames' features (at 1024 px with Hiera-B+, ~17 MB per frame in
+        float32), for the life of the object.
+        """
+        return cls(model, frames, chunk_size, max_chunks=-(-frames.shape[0] // max(1, chunk_size)))
+
+
+class ReversedFeatures:
+    """A sequence's features read back to front (frame t is the base's frame T-1-t), so
+    that a reversed pass reuses the forward pass's encoder work."""
+
+    def __init__(self, base: ChunkedFeatures):
+        self.base = base
+
+    def __getitem__(self, t: int) -> tuple[list, list, list]:
+        return self.base[len(self.base) - 1 - t]
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+
+FrameFeatures = ChunkedFeatures | ReversedFeatures
+
 
 def track(
     model: MedSAM2Base,
-    frames: torch.Tensor,
+    frames: torch.Tensor | FrameFeatures,
     prompts: dict[int, FrameInputs],
     chunk_size: int = 16,
 ) -> Iterator[tuple[int, dict]]:
     """Yield ``(frame_idx, output)`` for every frame; outputs hold ``pred_masks`` logits.
 
-    ``frames`` is (T, 3, S, S) normalised; ``prompts`` maps frame index -> model inputs.
-    Prompted frames are yielded first, then forward, then backward frames.
+    ``frames`` is (T, 3, S, S) normalised, or their features (``ChunkedFeatures.held`` to
+    share the encoder's work between several objects); ``prompts`` maps frame index ->
+    model inputs. Prompted frames are yielded first, then forward, then backward frames.
     """
     if not prompts:
         raise ValueError("at least one prompted frame is needed")
-    num_frames = frames.shape[0]
+    if isinstance(frames, torch.Tensor):
+        features: FrameFeatures = ChunkedFeatures(model, frames, chunk_size)
+    else:
+        features = frames
+    num_frames = len(features)
     bad = [f for f in prompts if not 0 <= f < num_frames]
     if bad:
         raise ValueError(f"prompted frames {bad} outside the sequence of {num_frames} frames")
-    features = ChunkedFeatures(model, frames, chunk_size)
     output_dict: dict[str, dict[int, dict]] = {"cond_frame_outputs": {},
                                                 "non_cond_frame_outputs": {}}
     model.memory_policy.reset()
@@ -107,7 +142,7 @@ def track(
 @torch.inference_mode()
 def segment_sequence(
     model: MedSAM2Base,
-    frames: torch.Tensor,
+    frames: torch.Tensor | FrameFeatures,
     prompts: dict[int, FrameInputs],
     chunk_size: int = 16,
 ) -> torch.Tensor:
@@ -119,7 +154,7 @@ def segment_sequence(
         # what later frames need is in the output dict; free the high-res copy now
         out.pop("pred_masks_high_res", None)
         out.pop("multistep_pred_multimasks", None)
-    return torch.cat([logits[t] for t in range(frames.shape[0])], dim=0)
+    return torch.cat([logits[t] for t in range(len(logits))], dim=0)
 
 
 def _to(inputs: dict | None, device: torch.device) -> dict | None:
