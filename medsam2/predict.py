@@ -3,7 +3,8 @@
 3D: every foreground label is an object, prompted on its key slice with the stored
 evaluation prompt (``results/prompts/{dataset}.json``) and propagated through the volume
 in both directions; the label map takes, per voxel, the label with the highest positive
-logit. 2D: ``per_image`` prompts every test image on its own (a one-frame sequence);
+logit. The image encoder runs once per frame and axis; only the memory loop runs per label
+and direction. 2D: ``per_image`` prompts every test image on its own (a one-frame sequence);
 ``one_prompt`` is the paper's One-Prompt Segmentation: one prompted training image (the
 template, chosen by the seed) followed by all test images in a seeded order, segmented
 through memory alone.
