@@ -22,11 +22,11 @@ from baselines.nnunet.runner import (
     NnunetError,
     dataset_id,
     link_raw,
-    network_from_identifier,
     nnunet_name,
     resolve_configuration,
     spec_from_config,
     train,
+    variant_from_identifier,
 )
 from medsam2.data.layout import (
     LayoutError,
@@ -85,6 +85,8 @@ def test_spec_defaults_are_nnunets_own() -> None:
     ({"network": {"base_features": 8}}, "network"),
     ({"network": {"base_features": 64, "max_features": 32}}, "network"),
     ({"network": {"base_features": 2, "max_features": 32}}, "network"),
+    ({"target_spacing": [4.0, 3.0]}, "target_spacing"),
+    ({"target_spacing": [4.0, 0, 3.0]}, "target_spacing"),
     ({"trainer": "nnUNetTrainer_5epochs"}, "unknown key"),
 ])
 def test_spec_rejects_bad_keys(bad: dict, key: str) -> None:
@@ -102,11 +104,18 @@ def test_plans_identifier_round_trip() -> None:
     narrow = {"base_features": 8, "max_features": 64}
     spec = spec_from_config({"kind": "nnunet", "network": narrow})
     assert spec.plans == "nnUNetPlans_f8-64"
-    assert network_from_identifier(spec.plans) == narrow
-    assert network_from_identifier("nnUNetPlans") is None
-    for bad in ("nnUNetPlans_f8", "nnUNetPlans_fa-b", "myPlans_f8-64", "nnUNetPlans_f08-64"):
+    assert variant_from_identifier(spec.plans) == (narrow, None)
+    coarse = spec_from_config({"kind": "nnunet", "network": narrow,
+                               "target_spacing": [4, 2.5, 2.5]})
+    assert coarse.plans == "nnUNetPlans_f8-64_s4x2.5x2.5"
+    assert variant_from_identifier(coarse.plans) == (narrow, (4.0, 2.5, 2.5))
+    only = spec_from_config({"kind": "nnunet", "target_spacing": [3, 3, 3]}).plans
+    assert variant_from_identifier(only) == (None, (3.0, 3.0, 3.0))
+    assert variant_from_identifier("nnUNetPlans") == (None, None)
+    for bad in ("nnUNetPlans_f8", "nnUNetPlans_fa-b", "myPlans_f8-64", "nnUNetPlans_f08-64",
+                "nnUNetPlans_s3x3x3_f8-64", "nnUNetPlans_sx", "nnUNetPlans_s1x2x3.0"):
         with pytest.raises(NnunetError, match="plans identifier"):
-            network_from_identifier(bad)
+            variant_from_identifier(bad)
 
 
 def test_dataset_ids_deterministic_unique_three_digits() -> None:
@@ -201,19 +210,23 @@ def check_predictions(ds_dir: Path, out: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_nnunet_3d_fullres_plan_train_predict(tmp_path: Path) -> None:
-    """3d_fullres with narrow stages (the demo's CPU network) planned by nnU-Net."""
+    """3d_fullres with narrow stages and a coarser target spacing (the demo's CPU plan)
+    planned by nnU-Net; predictions come back on each case's own grid."""
     ds = tiny_volumes(tmp_path / "datasets" / "tiny3d", n_cases=7)
     model = {"kind": "nnunet", "configuration": "auto", "schedule": SCHEDULE, "tta": False,
-             "device": "cpu", "network": {"base_features": 8, "max_features": 32}}
+             "device": "cpu", "network": {"base_features": 8, "max_features": 32},
+             "target_spacing": [3.0, 3.0, 3.0]}
     record, out = run_pipeline(tmp_path, ds, model, "0")
     assert record["configuration"] == "3d_fullres" and record["fold"] == 0
     trainer_dir = Path(record["trainer_dir"])
     # the stock trainer's folder name: nnU-Net's own predictor and CLI find the model
-    assert trainer_dir.name == "nnUNetTrainer__nnUNetPlans_f8-32__3d_fullres"
+    assert trainer_dir.name == "nnUNetTrainer__nnUNetPlans_f8-32_s3x3x3__3d_fullres"
     plans = json.loads((trainer_dir / "plans.json").read_text())
-    widths = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"][
-        "features_per_stage"]
+    fullres = plans["configurations"]["3d_fullres"]
+    widths = fullres["architecture"]["arch_kwargs"]["features_per_stage"]
     assert widths[0] == 8 and max(widths) == 32, widths
+    assert fullres["spacing"] == [3.0, 3.0, 3.0]  # nnU-Net's median would be (3, 1.5, 1.5)
+    assert fullres["median_image_size_in_voxels"] == [12, 20, 20]
     assert trainer_dir.parent.name == nnunet_name("tiny3d")
     assert trainer_dir.is_relative_to(tmp_path / "nnunet" / "nnUNet_results" / "nnunet-test")
     ckpt = torch.load(record["checkpoint"], map_location="cpu", weights_only=False)

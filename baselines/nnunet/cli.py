@@ -73,8 +73,9 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--configurations", default="auto",
                    help="comma list of auto / 2d / 3d_fullres / 3d_lowres to preprocess")
     q.add_argument("--plans", default="nnUNetPlans",
-                   help="comma list of plans identifiers: nnUNetPlans (stock widths) and/or "
-                        "nnUNetPlans_f<base>-<max> (narrower stages, from a model's network)")
+                   help="comma list of plans identifiers: nnUNetPlans (stock) and/or variants "
+                        "nnUNetPlans[_f<base>-<max>][_s<z>x<y>x<x>] (a model's network widths "
+                        "and target_spacing)")
     q.add_argument("--out", required=True, type=Path, help="plan record (JSON) to write")
     q.set_defaults(func=_plan)
 

@@ -16,7 +16,7 @@ def _nnunet_configurations(dataset):
 
 
 def _nnunet_plans(dataset):
-    """Plans identifiers to make: one per distinct network width of the dataset's models."""
+    """Plans identifiers to make: one per distinct plan variant (widths, target spacing)."""
     return ",".join(sorted({spec_from_config(config["models"][m]).plans
                             for m in _nnunet_models_of(dataset)}))
 

@@ -46,7 +46,8 @@ PLANS_IDENTIFIER = "nnUNetPlans"
 TRAINER = "nnUNetTrainer"
 CHECKPOINT = "checkpoint_final.pth"
 #: model-config keys of kind nnunet (besides kind, paper_name, datasets, resources)
-SPEC_KEYS = ("configuration", "folds", "schedule", "device", "tta", "network")
+SPEC_KEYS = ("configuration", "folds", "schedule", "device", "tta", "network",
+             "target_spacing")
 SCHEDULE_KEYS = ("num_epochs", "num_iterations_per_epoch", "num_val_iterations_per_epoch")
 NETWORK_KEYS = ("base_features", "max_features")
 
@@ -65,34 +66,48 @@ class NnunetSpec:
     device: str = "auto"
     tta: bool = True
     network: dict[str, int] | None = None  # None = nnU-Net's widths (32 .. 320 in 3D)
+    target_spacing: tuple[float, ...] | None = None  # None = nnU-Net's (median spacing)
 
     @property
     def plans(self) -> str:
-        """nnU-Net plans identifier: the stock one, or one named after the widths."""
-        return plans_identifier(self.network)
+        """nnU-Net plans identifier: the stock one, or one named after widths / spacing."""
+        return plans_identifier(self.network, self.target_spacing)
 
 
-def plans_identifier(network: dict[str, int] | None) -> str:
-    """``nnUNetPlans`` or e.g. ``nnUNetPlans_f8-64`` (base-max features per stage)."""
-    if not network:
-        return PLANS_IDENTIFIER
-    return f"{PLANS_IDENTIFIER}_f{network['base_features']}-{network['max_features']}"
+def plans_identifier(network: dict[str, int] | None,
+                     target_spacing: tuple[float, ...] | None = None) -> str:
+    """``nnUNetPlans``, or with ``_f<base>-<max>`` (features per stage) and/or
+    ``_s<z>x<y>x<x>`` (3d_fullres target spacing, mm), e.g. ``nnUNetPlans_f8-64_s4x3x3``."""
+    name = PLANS_IDENTIFIER
+    if network:
+        name += f"_f{network['base_features']}-{network['max_features']}"
+    if target_spacing:
+        name += "_s" + "x".join(f"{v:g}" for v in target_spacing)
+    return name
 
 
-def network_from_identifier(identifier: str) -> dict[str, int] | None:
-    """Inverse of :func:`plans_identifier` (the plan rule gets identifiers)."""
-    if identifier == PLANS_IDENTIFIER:
-        return None
-    prefix = f"{PLANS_IDENTIFIER}_f"
+def variant_from_identifier(identifier: str,
+                            ) -> tuple[dict[str, int] | None, tuple[float, ...] | None]:
+    """Inverse of :func:`plans_identifier`: (network, target spacing) of a plans name
+    (the plan rule gets identifiers)."""
+    form = f"{PLANS_IDENTIFIER}[_f<base>-<max>][_s<z>x<y>x<x>]"
+    if not identifier.startswith(PLANS_IDENTIFIER):
+        raise NnunetError(f"plans identifier '{identifier}' is not {form}")
+    network, spacing = None, None
     try:
-        base, top = identifier.removeprefix(prefix).split("-")
-        network = {"base_features": int(base), "max_features": int(top)}
+        for part in identifier.removeprefix(PLANS_IDENTIFIER).split("_")[1:]:
+            if part.startswith("f") and network is None and spacing is None:
+                base, top = part[1:].split("-")
+                network = {"base_features": int(base), "max_features": int(top)}
+            elif part.startswith("s") and spacing is None:
+                spacing = tuple(float(v) for v in part[1:].split("x"))
+            else:
+                raise ValueError(part)
     except ValueError:
-        raise NnunetError(f"plans identifier '{identifier}' is not {PLANS_IDENTIFIER} or "
-                          f"{prefix}<base>-<max>") from None
-    if not identifier.startswith(prefix) or plans_identifier(network) != identifier:
-        raise NnunetError(f"plans identifier '{identifier}' is not {prefix}<base>-<max>")
-    return network
+        raise NnunetError(f"plans identifier '{identifier}' is not {form}") from None
+    if plans_identifier(network, spacing) != identifier:
+        raise NnunetError(f"plans identifier '{identifier}' is not {form}")
+    return network, spacing
 
 
 def spec_from_config(model: dict) -> NnunetSpec:
@@ -124,8 +139,15 @@ def spec_from_config(model: dict) -> NnunetSpec:
                 or network["max_features"] < network["base_features"]):
             raise NnunetError(f"network: needs {NETWORK_KEYS} as integers >= 4 with "
                               f"max_features >= base_features, got {network}")
+    spacing = model.get("target_spacing")
+    if spacing is not None and (
+            not isinstance(spacing, list | tuple) or len(spacing) != 3
+            or not all(isinstance(v, int | float) and v > 0 for v in spacing)):
+        raise NnunetError(f"target_spacing: needs three spacings in mm (nnU-Net's axis order, "
+                          f"as its plans list them), got {spacing}")
     return NnunetSpec(cfg, folds, dict(schedule) if schedule else None, device,
-                      bool(model.get("tta", True)), dict(network) if network else None)
+                      bool(model.get("tta", True)), dict(network) if network else None,
+                      tuple(float(v) for v in spacing) if spacing else None)
 
 
 def dataset_id(name: str) -> int:
@@ -204,30 +226,37 @@ def link_raw(dataset_dir: Path | str, root: Path | str) -> str:
     return name
 
 
-def _planner_class(network: dict[str, int] | None):
-    """nnU-Net's ExperimentPlanner, or a subclass with narrower stages.
+def _planner_class(network: dict[str, int] | None,
+                   target_spacing: tuple[float, ...] | None = None):
+    """nnU-Net's ExperimentPlanner, or a subclass with narrower stages and/or a coarser
+    3d_fullres target spacing.
 
     Width is the knob nnU-Net's own planners turn (the ResEnc presets subclass the
-    planner the same way); patch size, pooling and batch size are still planned by nnU-Net
-    from the dataset fingerprint. On the demo's synth3d an 8-to-64-feature 3d_fullres
-    U-Net took 0.78 s per iteration on 2 cores, about 10x less CPU than the stock one.
+    planner the same way), the target spacing is its planner's ``overwrite_target_spacing``
+    (nnUNetv2_plan_experiment ``-overwrite_target_spacing``); patch size, pooling and
+    batch size are still planned by nnU-Net from the dataset fingerprint. On the demo's
+    synth3d an 8-to-64-feature 3d_fullres U-Net took 0.78 s per iteration on 2 cores,
+    about 10x less CPU than the stock one; predictions are resampled back to each case's
+    own spacing by nnU-Net.
     """
     from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import (
         ExperimentPlanner,
     )
 
-    if not network:
+    if not network and not target_spacing:
         return ExperimentPlanner
-    base, top = network["base_features"], network["max_features"]
 
-    class NarrowPlanner(ExperimentPlanner):
+    class VariantPlanner(ExperimentPlanner):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.UNet_base_num_features = base
-            self.UNet_max_features_2d = top
-            self.UNet_max_features_3d = top
+            if network:
+                self.UNet_base_num_features = network["base_features"]
+                self.UNet_max_features_2d = network["max_features"]
+                self.UNet_max_features_3d = network["max_features"]
+            if target_spacing:
+                self.overwrite_target_spacing = list(target_spacing)
 
-    return NarrowPlanner
+    return VariantPlanner
 
 
 def plan_and_preprocess(dataset_dir: Path | str, root: Path | str, configurations: list[str],
@@ -237,7 +266,7 @@ def plan_and_preprocess(dataset_dir: Path | str, root: Path | str, configuration
     identifier (see :func:`plans_identifier`); returns the plan record."""
     t0 = time.time()
     configs = sorted({resolve_configuration(c, dataset_dir) for c in configurations})
-    networks = {p: network_from_identifier(p) for p in sorted(set(plans))}
+    variants = {p: variant_from_identifier(p) for p in sorted(set(plans))}
     set_environment(root, None, threads, max(1, threads))
     name = link_raw(dataset_dir, root)
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (
@@ -251,8 +280,8 @@ def plan_and_preprocess(dataset_dir: Path | str, root: Path | str, configuration
                                 clean=True, verbose=False, show_progress_bar=False)
     pre = Path(os.environ["nnUNet_preprocessed"]) / name
     files = {}
-    for identifier, network in networks.items():
-        planned, _ = plan_experiment_dataset(did, _planner_class(network),
+    for identifier, (network, spacing) in variants.items():
+        planned, _ = plan_experiment_dataset(did, _planner_class(network, spacing),
                                              overwrite_plans_name=identifier)
         missing = [c for c in configs if c not in planned["configurations"]]
         if missing:
