@@ -4,7 +4,7 @@ Why: the paper's BTCV protocol tracks 13 organs of each volume, each in 6 orient
 (3 axes x forward/reversed). The image encoder's output of a frame does not depend on the
 label or the direction, yet the first version encoded every frame once per label and
 direction: 13 x 2 encodings per frame and axis. ``medsam2.predict`` now encodes each
-axis's frames once (``ChunkedFeatures.held``; reversed passes read them back to front)
+axis's frames once (``ChunkedFeatures.for_passes``; reversed passes read them back to front)
 and only the memory loop runs per label and direction.
 
 Same model (random init), same volume, same prompts, one process. ``shared`` is

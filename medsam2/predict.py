@@ -104,8 +104,7 @@ class _Sequence:
             stack01 = stack01[:, rows, cols]
         self.hw = stack01.shape[1:]
         frames = to_model_frames(stack01, image_size)
-        self.features = (ChunkedFeatures.held(model, frames, chunk_size) if passes > 1
-                         else ChunkedFeatures(model, frames, chunk_size))
+        self.features = ChunkedFeatures.for_passes(model, frames, passes, chunk_size)
 
     def logits(self, prompt: Prompt, gt_slice, reverse: bool = False) -> np.ndarray:
         """(T, H, W) logits prompted on one frame, the frames taken in reverse if asked."""
@@ -226,8 +225,7 @@ def _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed) -> 
     frames = torch.cat([to_model_frames(s[None], image_size) for s in stack])
     kind = next((ps[0].kind for c in prompts.values() for ps in c.values()), "box")
     # every label runs through the same pseudo-video: encode it once
-    features = (ChunkedFeatures.held(model, frames) if len(ds.labels) > 1
-                else ChunkedFeatures(model, frames))
+    features = ChunkedFeatures.for_passes(model, frames, passes=len(ds.labels))
     per_label = {}
     for value in ds.labels.values():
         mask = t_lab == value

@@ -61,14 +61,16 @@ class ChunkedFeatures:
         return self.frames.shape[0]
 
     @classmethod
-    def held(cls, model: MedSAM2Base, frames: torch.Tensor, chunk_size: int = 16,
-             ) -> ChunkedFeatures:
-        """Features that stay held once computed, for several passes over one sequence
-        (every label of a volume, both directions): each frame is encoded once.
-
-        Memory: all frames' features (at 1024 px with Hiera-B+, ~17 MB per frame in
-        float32), for the life of the object.
+    def for_passes(cls, model: MedSAM2Base, frames: torch.Tensor, passes: int,
+                   chunk_size: int = 16) -> ChunkedFeatures:
+        """Features for ``passes`` passes over one sequence (every label of a volume, both
+        directions). With more than one pass they stay held once computed, so each frame
+        is encoded once; memory: all frames' features (at 1024 px with Hiera-B+, ~17 MB
+        per frame in float32), for the life of the object. One pass keeps the default
+        bound of ``max_chunks`` chunks.
         """
+        if passes <= 1:
+            return cls(model, frames, chunk_size)
         return cls(model, frames, chunk_size, max_chunks=-(-frames.shape[0] // max(1, chunk_size)))
 
 
@@ -97,7 +99,7 @@ def track(
 ) -> Iterator[tuple[int, dict]]:
     """Yield ``(frame_idx, output)`` for every frame; outputs hold ``pred_masks`` logits.
 
-    ``frames`` is (T, 3, S, S) normalised, or their features (``ChunkedFeatures.held`` to
+    ``frames`` is (T, 3, S, S) normalised, or their features (``ChunkedFeatures.for_passes`` to
     share the encoder's work between several objects); ``prompts`` maps frame index ->
     model inputs. Prompted frames are yielded first, then forward, then backward frames.
     """
