@@ -57,7 +57,7 @@ def per_label(model, image, intensity, prompts, label, labels, image_size, orien
             gt = np.take(label == labels[name], prompt.frame, axis=axis)
             for reverse in (False, True) if orientations.reverse else (False,):
                 seq = _Sequence(model, stack, image_size, 16, crop=False, passes=1)
-                logits[name].append(unslice(seq.logits(prompt, gt, reverse), axis, 3))
+                logits[name].append(unslice(seq.logits([prompt], [gt], reverse), axis, 3))
     scores = {labels[n]: orientations.fuse(lg) for n, lg in logits.items()}
     return labels_from_scores(scores, image.shape)
 

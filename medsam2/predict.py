@@ -106,22 +106,30 @@ class _Sequence:
         frames = to_model_frames(stack01, image_size)
         self.features = ChunkedFeatures.for_passes(model, frames, passes, chunk_size)
 
-    def logits(self, prompt: Prompt, gt_slice, reverse: bool = False) -> np.ndarray:
-        """(T, H, W) logits prompted on one frame, the frames taken in reverse if asked."""
-        if self.box is not None:
-            rows, cols = self.box
-            gt_slice = None if gt_slice is None else gt_slice[rows, cols]
-            prompt = replace(prompt, points=[[x - cols.start, y - rows.start]
-                                             for x, y in prompt.points])
+    def logits(self, prompts: list[Prompt], gt_slices: list[np.ndarray | None],
+               reverse: bool = False) -> np.ndarray:
+        """(T, H, W) logits prompted on the prompts' frames (usually one, the key slice;
+        more in the interactive setting), the frames taken in reverse if asked.
+        ``gt_slices[i]`` is the ground-truth slice of a mask prompt, else None."""
+        if len(prompts) != len(gt_slices):
+            raise ValueError(f"{len(prompts)} prompts but {len(gt_slices)} ground-truth slices")
         n = len(self.features)
+        inputs = {}
+        for prompt, gt_slice in zip(prompts, gt_slices):
+            if self.box is not None:
+                rows, cols = self.box
+                gt_slice = None if gt_slice is None else gt_slice[rows, cols]
+                prompt = replace(prompt, points=[[x - cols.start, y - rows.start]
+                                                 for x, y in prompt.points])
+            frame = n - 1 - prompt.frame if reverse else prompt.frame
+            inputs[frame] = prompt.model_inputs(self.hw, self.image_size, gt_slice)
         features = ReversedFeatures(self.features) if reverse else self.features
-        frame = n - 1 - prompt.frame if reverse else prompt.frame
-        inputs = prompt.model_inputs(self.hw, self.image_size, gt_slice)
-        logits = logits_to_original(segment_sequence(self.model, features, {frame: inputs}),
+        logits = logits_to_original(segment_sequence(self.model, features, inputs),
                                     self.hw).numpy()
         logits = logits[::-1] if reverse else logits
         if self.box is None:
             return logits
+        rows, cols = self.box
         out = np.full((len(logits), *self.full_hw), -20.0, dtype=np.float32)
         out[:, rows, cols] = logits
         return out
@@ -131,7 +139,8 @@ def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict
                    label: np.ndarray | None, labels: dict[str, int], image_size: int,
                    orientations: Orientations = Orientations(), chunk_size: int = 16,
                    crop: bool = False) -> np.ndarray:
-    """Label map of one 3D image from per-label prompts (one per axis) on key slices."""
+    """Label map of one 3D image from per-label prompts: per axis the key slice's, and in
+    the interactive setting those of further slices."""
     norm = intensity.apply(image)
     logits: dict[str, list[np.ndarray]] = {name: [] for name in prompts}
     directions = (False, True) if orientations.reverse else (False,)
@@ -140,16 +149,15 @@ def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict
         seq = _Sequence(model, slices(norm, axis), image_size, chunk_size, crop,
                         passes=len(prompts) * len(directions))
         for name, plist in prompts.items():
-            prompt = next((p for p in plist if p.axis == axis), None)
-            if prompt is None:
+            on_axis = [p for p in plist if p.axis == axis]
+            if not on_axis:
                 raise ValueError(f"label '{name}': no prompt stored for axis {axis}")
-            gt_slice = None
-            if prompt.kind == "mask":
-                if label is None:
-                    raise ValueError("a mask prompt needs the ground-truth label")
-                gt_slice = np.take(label == labels[name], prompt.frame, axis=axis)
+            if label is None and any(p.kind == "mask" for p in on_axis):
+                raise ValueError("a mask prompt needs the ground-truth label")
+            gt_slices = [np.take(label == labels[name], p.frame, axis=axis)
+                         if p.kind == "mask" else None for p in on_axis]
             for reverse in directions:
-                logits[name].append(unslice(seq.logits(prompt, gt_slice, reverse), axis, 3))
+                logits[name].append(unslice(seq.logits(on_axis, gt_slices, reverse), axis, 3))
     scores = {labels[name]: orientations.fuse(lgs) for name, lgs in logits.items()}
     return labels_from_scores(scores, image.shape)
 
@@ -205,7 +213,7 @@ def _predict_image(model, image, intensity, prompts, label, labels, image_size,
     scores = {}
     for name, (prompt, *_) in prompts.items():
         gt = None if label is None else (label == labels[name])
-        logits = seq.logits(prompt, gt)[0]
+        logits = seq.logits([prompt], [gt])[0]
         scores[labels[name]] = Orientations().fuse([logits])
     return labels_from_scores(scores, image.shape)
 

@@ -77,3 +77,38 @@ def test_dataset_prompts_round_trip(phantom3d, tmp_path):
         assert p.points == [[cols.min(), rows.min()], [cols.max(), rows.max()]]
     with pytest.raises(ValueError, match="unknown prompt kind"):
         make_prompt("scribble", _mask(), 0)
+
+
+def test_prompt_rate_adds_seeded_slices_that_show_the_object():
+    """The paper's interactive setting: the key slice, plus each other slice showing the
+    object with probability ``rate``; never an empty slice; reproducible from the seed."""
+    from medsam2.data.prompts import volume_prompts
+
+    vol = np.zeros((12, 14, 30), bool)
+    vol[3:9, 4:10, 5:25] = True  # the object is on slices 5..24 of axis 2
+    vol[2:10, 3:11, 15] = True  # largest on slice 15
+    assert [p.frame for p in volume_prompts(vol, "box") if p.axis == 2] == [15]
+    every = [p for p in volume_prompts(vol, "box", 1.0, np.random.default_rng(0)) if p.axis == 2]
+    assert [p.frame for p in every] == [15, *[f for f in range(5, 25) if f != 15]]
+    assert all(p.points == box_prompt(vol[:, :, p.frame], p.frame).points for p in every)
+    some = [p.frame for p in volume_prompts(vol, "mask", 0.25, np.random.default_rng(3))
+            if p.axis == 2]
+    again = [p.frame for p in volume_prompts(vol, "mask", 0.25, np.random.default_rng(3))
+             if p.axis == 2]
+    assert some == again and some[0] == 15 and 1 < len(some) < 20
+    assert set(some) <= set(range(5, 25))
+    with pytest.raises(ValueError, match="needs an rng"):
+        volume_prompts(vol, "box", 0.25)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        volume_prompts(vol, "box", 1.5, np.random.default_rng(0))
+
+
+def test_dataset_prompt_rate_is_per_case_and_label(phantom3d):
+    a = dataset_prompts(phantom3d, "mask", seed=0, rate=0.5)
+    b = dataset_prompts(phantom3d, "mask", seed=0, rate=0.5)
+    c = dataset_prompts(phantom3d, "mask", seed=1, rate=0.5)
+    assert a == b and a["rate"] == 0.5
+    frames = {lab: [p["frame"] for p in ps if p["axis"] == 2]
+              for lab, ps in next(iter(a["cases"].values())).items()}
+    assert all(len(f) > 1 for f in frames.values())
+    assert a != c  # another seed draws other slices

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -104,36 +105,60 @@ def make_prompt(kind: str, mask2d: np.ndarray, frame: int,
     raise ValueError(f"unknown prompt kind '{kind}' (expected one of {PROMPT_KINDS})")
 
 
-def volume_prompts(mask: np.ndarray, kind: str) -> list[Prompt]:
-    """One prompt per slicing axis (3D) on that axis' key slice; one prompt for 2D.
+def volume_prompts(mask: np.ndarray, kind: str, rate: float = 0.0,
+                   rng: np.random.Generator | None = None) -> list[Prompt]:
+    """Prompts per slicing axis (3D): the key slice's, and with ``rate`` > 0 also each
+    other slice that shows the object with probability ``rate``; one prompt for 2D.
 
     All three axes are stored so that a model fusing the paper's 6 orientations gets the
     same key slices and prompts as every other model; the default axis comes first.
+    ``rate`` is the paper's interactive setting ("prompts applied with probability 0.25
+    per 3D frame"): its headline 3D numbers, and its "prompts on only 5 % of frames"
+    experiment, prompt many slices, not one. Slices without the object get no prompt (a
+    user prompts what they see). ``rng`` draws the slices only; every slice's prompt is
+    made as the key slice's is (most interior click, tight box).
     """
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"prompt rate must be in [0, 1], got {rate}")
+    if rate > 0 and rng is None:
+        raise ValueError("a prompt rate > 0 needs an rng (the drawn slices must be seeded)")
     if mask.ndim == 2:
         return [make_prompt(kind, mask, 0)]
     out = []
     for axis in (SLICE_AXIS_3D, *(a for a in range(3) if a != SLICE_AXIS_3D)):
-        frame = key_slice(mask, axis)
-        p = make_prompt(kind, np.take(mask, frame, axis=axis), frame)
-        p.axis = axis
-        out.append(p)
+        key = key_slice(mask, axis)
+        frames = [key]
+        if rate > 0:
+            other = tuple(a for a in range(3) if a != axis)
+            shown = np.nonzero(mask.any(axis=other))[0]
+            frames += [int(f) for f in shown if f != key and rng.random() < rate]
+        for frame in frames:
+            p = make_prompt(kind, np.take(mask, frame, axis=axis), frame)
+            p.axis = axis
+            out.append(p)
     return out
 
 
-def dataset_prompts(dataset_dir: Path | str, kind: str, seed: int, split: str = "test") -> dict:
-    """The evaluation prompts of a dataset: case -> label -> prompts (one per axis)."""
+def dataset_prompts(dataset_dir: Path | str, kind: str, seed: int, split: str = "test",
+                    rate: float = 0.0) -> dict:
+    """The evaluation prompts of a dataset: case -> label -> prompts (per axis: the key
+    slice first, then, with ``rate`` > 0, the extra slices in increasing order).
+
+    The extra slices of a case and label depend only on the seed, the case id and the
+    label, not on which other cases the dataset holds."""
     from medsam2.data.layout import StandardDataset  # local: keeps this module light
 
     ds = StandardDataset(dataset_dir)
-    out: dict = {"kind": kind, "seed": seed, "cases": {}}
+    out: dict = {"kind": kind, "seed": seed, "rate": rate, "cases": {}}
     for case in ds.cases(split):
         label = ds.read_label(case).array
         per_label = {}
         for name, value in ds.labels.items():
             mask = label == value
             if mask.any():  # else nothing to prompt: the model is scored on an empty GT
-                per_label[name] = [asdict(p) for p in volume_prompts(mask, kind)]
+                rng = (np.random.default_rng([seed, zlib.crc32(f"{case.case_id}/{name}".encode())])
+                       if rate > 0 else None)
+                per_label[name] = [asdict(p) for p in volume_prompts(mask, kind, rate, rng)]
         out["cases"][case.case_id] = per_label
     return out
 
@@ -147,7 +172,7 @@ def load_prompts(path: Path | str) -> dict:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    prompts = dataset_prompts(args.dataset_dir, args.kind, args.seed)
+    prompts = dataset_prompts(args.dataset_dir, args.kind, args.seed, rate=args.rate)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(prompts, indent=1) + "\n")
     return 0
@@ -158,5 +183,8 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset-dir", required=True, type=Path)
     p.add_argument("--kind", required=True, choices=PROMPT_KINDS)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="3D: also prompt each other slice showing the object with this "
+                        "probability (the paper's interactive setting: 0.25)")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_cli)

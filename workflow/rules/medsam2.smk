@@ -15,10 +15,11 @@ rule prompts:
     params:
         dir=lambda w: dataset_dir(w.dataset),
         kind=lambda w: prompt_kind(config, w.dataset),
+        rate=lambda w: config["datasets"][w.dataset].get("prompt_rate", 0),
         seed=SEED,
     shell:
         "medsam2 prompts --dataset-dir {params.dir} --kind {params.kind}"
-        " --seed {params.seed} --out {output} > {log} 2>&1"
+        " --rate {params.rate} --seed {params.seed} --out {output} > {log} 2>&1"
 
 
 rule preprocess:
