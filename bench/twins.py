@@ -174,8 +174,8 @@ def main() -> None:
     torch.set_num_threads(1)
     probs, single = RECIPES[args.recipe]
     cfg = TrainConfig(steps=args.steps, lr=1e-3, prompt_probs=probs, max_corrections=0)
-    model = build_model("tiny", 128, {"policy": "fifo"}, seed=args.seed, postprocessing=False)
-    model.multimask_output_for_tracking = args.tracking == "multi"
+    model = build_model("tiny", 128, {"policy": "fifo"}, seed=args.seed, postprocessing=False,
+                        multimask_tracking=args.tracking == "multi")
     model.train()
     make_clip = TARGETS[args.target]
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.weight_decay)

@@ -71,9 +71,10 @@ def check_config(config: dict, repo_root: Path = REPO_ROOT) -> None:
             src = spec.get("weights_from")
             if src is not None and (src not in models or not is_trained(models[src])):
                 raise ConfigError(f"{key}.weights_from: '{src}' is not a trained model")
-            if src is not None and spec.get("preprocess") != models[src].get("preprocess"):
-                raise ConfigError(f"{key}.preprocess: must equal models.{src}.preprocess "
-                                  f"(the weights expect that input)")
+            for same in ("preprocess", "multimask_tracking"):
+                if src is not None and spec.get(same) != models[src].get(same):
+                    raise ConfigError(f"{key}.{same}: must equal models.{src}.{same} "
+                                      f"(the weights were trained with it)")
             if not (is_trained(spec) or src or spec.get("checkpoint")):
                 raise ConfigError(f"{key}: needs 'train', 'weights_from' or 'checkpoint'")
         if spec["kind"] == "sam2" and (spec.get("memory") or {}).get("policy", "fifo") != "fifo":

@@ -178,7 +178,8 @@ def predict_dataset(
     image_size = int(model_cfg.get("image_size", 128))
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the GPU SLURM gave the job
     model = build_model(model_cfg.get("arch", "tiny"), image_size, model_cfg.get("memory"),
-                        seed=seed, checkpoint=checkpoint, device=device)
+                        seed=seed, checkpoint=checkpoint, device=device,
+                        multimask_tracking=model_cfg.get("multimask_tracking"))
     print(f"predict {dataset_dir} on {device}")
     model.eval()
     ds = StandardDataset(dataset_dir)

@@ -355,7 +355,8 @@ def train(
     image_size = int(model_cfg.get("image_size", 128))
     model = build_model(model_cfg.get("arch", "tiny"), image_size, model_cfg.get("memory"),
                         seed=seed, checkpoint=model_cfg.get("checkpoint"),
-                        postprocessing=False, device=device)
+                        postprocessing=False, device=device,
+                        multimask_tracking=model_cfg.get("multimask_tracking"))
     for name, p in model.named_parameters():
         p.requires_grad_(not any(name.startswith(f) for f in tcfg.freeze))
     params = [p for p in model.parameters() if p.requires_grad]

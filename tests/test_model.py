@@ -195,3 +195,25 @@ def test_interactive_prompts_are_all_conditioning_frames(tiny, phantom3d):
           f"key slice only {np.mean(key_only):.3f}")
     assert np.mean(every) > 0.8  # (64 px model input: a few-voxel cross-section is lost)
     assert np.mean(key_only) < np.mean(every) - 0.2
+
+
+@pytest.mark.parametrize("multimask, masks", [(None, 3), (True, 3), (False, 1)])
+def test_multimask_tracking_sets_the_masks_of_unprompted_frames(multimask, masks):
+    """SAM 2 gives three candidates on tracking frames; ``multimask_tracking: false`` one.
+    (The prompted frame keeps SAM 2's rule: several candidates for one click or box.)"""
+    from medsam2.train import encode_clip
+
+    model = build_model("tiny", 64, {"policy": "fifo"}, seed=0, multimask_tracking=multimask)
+    model.eval()
+    frames = torch.randn(2, 3, 64, 64)
+    feats, pos, sizes = encode_clip(model, frames)
+    click = {"point_coords": torch.tensor([[[32.0, 32.0]]]),
+             "point_labels": torch.tensor([[1]], dtype=torch.int32)}
+    out_dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+    with torch.inference_mode():
+        for t in range(2):
+            out = model.track_step(t, t == 0, [f[:, t:t + 1] for f in feats],
+                                   [p[:, t:t + 1] for p in pos], sizes,
+                                   click if t == 0 else None, None, out_dict, 2)
+            out_dict["cond_frame_outputs" if t == 0 else "non_cond_frame_outputs"][t] = out
+            assert out["multistep_pred_multimasks"].shape[1] == (3 if t == 0 else masks)

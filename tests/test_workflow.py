@@ -111,6 +111,10 @@ def test_dry_run_lists_every_stage(tmp_path):
      "models.medsam2-mini-none.weights_from: 'nope' is not a trained model"),
     (lambda c: c["models"]["medsam2-mini-none"].pop("preprocess"),
      "models.medsam2-mini-none.preprocess: must equal models.medsam2-mini.preprocess"),
+    (lambda c: c["models"]["medsam2-mini-none"].update(multimask_tracking=False),
+     "models.medsam2-mini-none.multimask_tracking: must equal models.medsam2-mini"),
+    (lambda c: c["datasets"]["mini3d"].update(prompt_rate=1.5),
+     "1.5 is greater than the maximum of 1"),
 ])
 def test_bad_config_fails_at_start_naming_the_key(tmp_path, mutate, message):
     cfg = mini_config(tmp_path)

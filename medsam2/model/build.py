@@ -79,12 +79,23 @@ def build_model(
     checkpoint: Path | str | None = None,
     device: str | torch.device = "cpu",
     postprocessing: bool = True,
+    multimask_tracking: bool | None = None,
 ) -> MedSAM2Base:
-    """Build a (MedSAM-2 or SAM 2) model; optionally load a checkpoint strictly."""
+    """Build a (MedSAM-2 or SAM 2) model; optionally load a checkpoint strictly.
+
+    ``multimask_tracking`` (None: the architecture's own, SAM 2's ``true``): whether
+    unprompted (tracking) frames output SAM 2's three candidate masks, trained on the best
+    one, or a single mask. From random init the best-of-three loss can be met without the
+    memory (one candidate per object), so whether a run learns to follow the prompted
+    object becomes a matter of the seed; with one mask it learned on every seed tried
+    (bench/twins.py).
+    """
     cfg = arch_config(arch, image_size, postprocessing)
     num_maskmem = (memory or {}).get("num_maskmem")
     if num_maskmem is not None:
         cfg["model"]["num_maskmem"] = int(num_maskmem)
+    if multimask_tracking is not None:
+        cfg["model"]["multimask_output_for_tracking"] = bool(multimask_tracking)
     torch.manual_seed(seed)  # random init is part of the experiment: make it repeatable
     model = instantiate(cfg["model"], _recursive_=True, _convert_="all")
     # set after instantiation: hydra would turn a dataclass policy into a config node
