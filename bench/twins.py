@@ -49,6 +49,13 @@ nested-vanish with three masks) may be unlucky draws, and its "works" lucky ones
 them as "can" and "did not, once". A pool of 30 fixed 28-frame nested sequences (random
 4-frame windows, three masks, seed 0) instead of fresh clips: 0.526 / 0.117, partly.
 
+What the single mask does not fix is small objects. With the objects at half size (big
+disc radius 16-22 px, small 6-9 px of the 128 px input, about the phantom's organ and
+lesion) seed 0 learned (0.875 / 0.084) and seed 1 collapsed (0.576 / 0.576); the usual
+objects at a 64 px model input (4 x 4 memory tokens instead of 8 x 8) gave 0.706 / 0.297
+and 0.571 / 0.571. An object of one or two memory tokens (Hiera's stride 16) leaves the
+memory little to say which object it was.
+
 On the demo's phantoms no run has learned identity yet (issue 2's notes list the
 recipes): single-mask tracking with both objects per step, over two seeds and 8-frame
 clips, still predicts the same for both prompts.
