@@ -33,7 +33,7 @@ from medsam2.data.frames import (
 from medsam2.data.layout import StandardDataset, Volume, write_volume
 from medsam2.data.preprocess import crop_box
 from medsam2.data.prompts import SLICE_AXIS_3D, Prompt, load_prompts, make_prompt
-from medsam2.model.build import build_model
+from medsam2.model.build import build_from_config
 from medsam2.model.predictor import ChunkedFeatures, ReversedFeatures, segment_sequence
 
 MODES_2D = ("per_image", "one_prompt")
@@ -152,10 +152,12 @@ def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict
             on_axis = [p for p in plist if p.axis == axis]
             if not on_axis:
                 raise ValueError(f"label '{name}': no prompt stored for axis {axis}")
-            if label is None and any(p.kind == "mask" for p in on_axis):
+            needs_gt = any(p.kind == "mask" for p in on_axis)
+            if needs_gt and label is None:
                 raise ValueError("a mask prompt needs the ground-truth label")
-            gt_slices = [np.take(label == labels[name], p.frame, axis=axis)
-                         if p.kind == "mask" else None for p in on_axis]
+            target = label == labels[name] if needs_gt else None
+            gt_slices = [np.take(target, p.frame, axis=axis) if p.kind == "mask" else None
+                         for p in on_axis]
             for reverse in directions:
                 logits[name].append(unslice(seq.logits(on_axis, gt_slices, reverse), axis, 3))
     scores = {labels[name]: orientations.fuse(lgs) for name, lgs in logits.items()}
@@ -177,9 +179,7 @@ def predict_dataset(
     torch.manual_seed(seed)
     image_size = int(model_cfg.get("image_size", 128))
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the GPU SLURM gave the job
-    model = build_model(model_cfg.get("arch", "tiny"), image_size, model_cfg.get("memory"),
-                        seed=seed, checkpoint=checkpoint, device=device,
-                        multimask_tracking=model_cfg.get("multimask_tracking"))
+    model = build_from_config(model_cfg, seed, checkpoint, device)
     print(f"predict {dataset_dir} on {device}")
     model.eval()
     ds = StandardDataset(dataset_dir)

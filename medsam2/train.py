@@ -35,7 +35,7 @@ from medsam2.data.frames import Intensity, slices, to_model_frames, to_model_mas
 from medsam2.data.layout import StandardDataset
 from medsam2.data.preprocess import is_cache, load_cache
 from medsam2.data.prompts import SLICE_AXIS_3D, make_prompt
-from medsam2.model.build import build_model, read_checkpoint, save_checkpoint
+from medsam2.model.build import build_from_config, read_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -353,10 +353,8 @@ def train(
     print(f"train rank {rank}/{world} on {device} "
           f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')})")
     image_size = int(model_cfg.get("image_size", 128))
-    model = build_model(model_cfg.get("arch", "tiny"), image_size, model_cfg.get("memory"),
-                        seed=seed, checkpoint=model_cfg.get("checkpoint"),
-                        postprocessing=False, device=device,
-                        multimask_tracking=model_cfg.get("multimask_tracking"))
+    model = build_from_config(model_cfg, seed, model_cfg.get("checkpoint"), device,
+                              postprocessing=False)
     for name, p in model.named_parameters():
         p.requires_grad_(not any(name.startswith(f) for f in tcfg.freeze))
     params = [p for p in model.parameters() if p.requires_grad]

@@ -87,8 +87,8 @@ def build_model(
     unprompted (tracking) frames output SAM 2's three candidate masks, trained on the best
     one, or a single mask. From random init the best-of-three loss can be met without the
     memory (one candidate per object), so whether a run learns to follow the prompted
-    object becomes a matter of the seed; with one mask it learned on every seed tried
-    (bench/twins.py).
+    object becomes a matter of the seed; with one mask the toy of bench/twins.py learned
+    on every seed tried (not so with objects of one or two memory tokens).
     """
     cfg = arch_config(arch, image_size, postprocessing)
     num_maskmem = (memory or {}).get("num_maskmem")
@@ -103,6 +103,17 @@ def build_model(
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
     return model.to(device)
+
+
+def build_from_config(model_cfg: dict, seed: int = 0, checkpoint: Path | str | None = None,
+                      device: str | torch.device = "cpu", postprocessing: bool = True,
+                      ) -> MedSAM2Base:
+    """The model a model spec of the config describes (``arch``, ``image_size``, ``memory``,
+    ``multimask_tracking``): one reading of those keys for training and prediction."""
+    return build_model(model_cfg.get("arch", "tiny"), int(model_cfg.get("image_size", 128)),
+                       model_cfg.get("memory"), seed=seed, checkpoint=checkpoint,
+                       device=device, postprocessing=postprocessing,
+                       multimask_tracking=model_cfg.get("multimask_tracking"))
 
 
 def read_checkpoint(path: Path | str) -> dict[str, Any]:
