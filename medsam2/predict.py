@@ -177,9 +177,9 @@ def predict_dataset(
     if mode_2d not in MODES_2D:
         raise ValueError(f"mode_2d must be one of {MODES_2D}, got '{mode_2d}'")
     torch.manual_seed(seed)
-    image_size = int(model_cfg.get("image_size", 128))
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the GPU SLURM gave the job
     model = build_from_config(model_cfg, seed, checkpoint, device)
+    image_size = model.image_size
     print(f"predict {dataset_dir} on {device}")
     model.eval()
     ds = StandardDataset(dataset_dir)

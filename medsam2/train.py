@@ -352,9 +352,9 @@ def train(
     device = _device(tcfg.device)
     print(f"train rank {rank}/{world} on {device} "
           f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')})")
-    image_size = int(model_cfg.get("image_size", 128))
     model = build_from_config(model_cfg, seed, model_cfg.get("checkpoint"), device,
                               postprocessing=False)
+    image_size = model.image_size
     for name, p in model.named_parameters():
         p.requires_grad_(not any(name.startswith(f) for f in tcfg.freeze))
     params = [p for p in model.parameters() if p.requires_grad]
