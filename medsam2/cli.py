@@ -20,6 +20,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "preprocess": ("medsam2.data.preprocess", "cache MedSAM-2's training preprocessing"),
     "prompts": ("medsam2.data.prompts", "compute the evaluation prompts of a dataset"),
     "checkpoint": ("medsam2.model.checkpoints", "fetch an official SAM 2 / 2.1 checkpoint"),
+    "pretrain": ("medsam2.pretrain", "pretrain a tracker on synthetic videos (demo's SAM 2)"),
     "train": ("medsam2.train", "train a MedSAM-2 / SAM 2 model on frame clips"),
     "predict": ("medsam2.predict", "predict a dataset's test split with MedSAM-2 / SAM 2"),
     "nnunet": ("baselines.nnunet.cli", "nnU-Net v2 baseline: plan, train, predict"),

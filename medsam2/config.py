@@ -77,11 +77,39 @@ def check_config(config: dict, repo_root: Path = REPO_ROOT) -> None:
                                       f"(the weights were trained with it)")
             if not (is_trained(spec) or src or spec.get("checkpoint")):
                 raise ConfigError(f"{key}: needs 'train', 'weights_from' or 'checkpoint'")
+            _check_pretrained(config, name)
         if spec["kind"] == "sam2" and (spec.get("memory") or {}).get("policy", "fifo") != "fifo":
             raise ConfigError(f"{key}.memory.policy: plain SAM 2 uses 'fifo' memory")
     main = (config.get("report") or {}).get("main_model")
     if main is not None and main not in models:
         raise ConfigError(f"report.main_model: '{main}' is not a model of this config")
+
+
+#: model keys that decide the shape or behaviour of a tracker's weights
+ARCH_KEYS = ("arch", "image_size", "multimask_tracking")
+
+
+def _check_pretrained(config: dict, name: str) -> None:
+    """A model's ``pretrained`` entry exists, is trained from, and built the same way."""
+    spec, key = config["models"][name], f"models.{name}.pretrained"
+    src = spec.get("pretrained")
+    if src is None:
+        return
+    entries = config.get("pretrain") or {}
+    if src not in entries:
+        raise ConfigError(f"{key}: '{src}' is not an entry of 'pretrain' "
+                          f"(known: {sorted(entries)})")
+    if not is_trained(spec):
+        raise ConfigError(f"{key}: only a model with 'train' starts from pretrained weights")
+    if spec.get("checkpoint"):
+        raise ConfigError(f"{key}: give 'pretrained' or 'checkpoint', not both")
+    defaults = {"arch": "tiny", "image_size": 128}
+    for arch_key in ARCH_KEYS:
+        mine = spec.get(arch_key, defaults.get(arch_key))
+        theirs = entries[src].get(arch_key, defaults.get(arch_key))
+        if mine != theirs:
+            raise ConfigError(f"models.{name}.{arch_key}: must equal pretrain.{src}.{arch_key} "
+                              f"({theirs!r}; the weights were trained with it)")
 
 
 def prompt_kind(config: dict, dataset: str, repo_root: Path = REPO_ROOT) -> str:

@@ -6,6 +6,8 @@ click (25 %) or a box (25 %); every frame is supervised with BCE + Dice on the b
 multimask outputs, the IoU head with MSE and the object-score head with BCE; AdamW
 (0.9, 0.999), linear warm-up then cosine decay, gradient clipping. The memory policy of
 the model config is active during training, so MedSAM-2 and SAM 2 differ only there.
+Frames without the object teach the object-score head "absent" (SAM 2 then blanks the
+mask); a model without that head (our tiny config) learns an empty mask there instead.
 
 Checkpoints (``last.pt`` every ``save_every`` steps, ``checkpoint.pt`` at the end) carry
 the model config, step, optimiser, scheduler and RNG states: a killed run resumed with
@@ -35,6 +37,7 @@ from medsam2.data.frames import Intensity, slices, to_model_frames, to_model_mas
 from medsam2.data.layout import StandardDataset
 from medsam2.data.preprocess import is_cache, load_cache
 from medsam2.data.prompts import SLICE_AXIS_3D, make_prompt
+from medsam2.data.videos import VideoSampler
 from medsam2.model.build import build_from_config, read_checkpoint, save_checkpoint
 
 
@@ -212,11 +215,13 @@ def lr_factor(step: int, total: int, warmup_fraction: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def frame_loss(out: dict, gt: torch.Tensor) -> torch.Tensor:
-    """BCE + Dice on the best multimask output, IoU-head MSE, object-score BCE."""
+def frame_loss(out: dict, gt: torch.Tensor, object_scores: bool = True) -> torch.Tensor:
+    """BCE + Dice on the best multimask output, IoU-head MSE, object-score BCE (for a
+    model with an object-score head: without one SAM 2 reports a constant score)."""
     present = gt.flatten(1).amax(dim=1)  # (B,)
-    obj_loss = F.binary_cross_entropy_with_logits(out["object_score_logits"][:, 0], present)
-    if present.sum() == 0:
+    obj_loss = (F.binary_cross_entropy_with_logits(out["object_score_logits"][:, 0], present)
+                if object_scores else present.new_zeros(()))
+    if present.sum() == 0 and object_scores:  # SAM 2: the head alone says "absent"
         return obj_loss
     logits = F.interpolate(out["multistep_pred_multimasks"], size=gt.shape[-2:],
                            mode="bilinear", align_corners=False)
@@ -229,8 +234,9 @@ def frame_loss(out: dict, gt: torch.Tensor) -> torch.Tensor:
     best = per_mask.min(dim=1).values.mean()
     with torch.no_grad():
         hard = logits > 0
-        true_iou = (hard & (target > 0)).sum((-2, -1)) / (hard | (target > 0)).sum((-2, -1))
-        true_iou = true_iou.clamp_min(0).nan_to_num(0.0)
+        union = (hard | (target > 0)).sum((-2, -1))
+        true_iou = (hard & (target > 0)).sum((-2, -1)) / union.clamp_min(1)
+        true_iou = torch.where(union == 0, 1.0, true_iou)  # nothing to find, nothing found
     iou_loss = F.mse_loss(out["multistep_pred_ious"].float(), true_iou.float())
     return best + iou_loss + obj_loss
 
@@ -284,7 +290,7 @@ def clip_loss(model, frames: torch.Tensor, masks: torch.Tensor, prompt_inputs,
                                output_dict, n, run_mem_encoder=not correcting)
         key = "cond_frame_outputs" if t == 0 else "non_cond_frame_outputs"
         if correcting:
-            losses.append(frame_loss(out, masks[t:t + 1]))
+            losses.append(frame_loss(out, masks[t:t + 1], model.pred_obj_scores))
             click = corrective_click(out["pred_masks"], masks[t:t + 1], rng)
             if click is not None:
                 out = model.track_step(t, False, f_t, p_t, sizes, click, None, output_dict, n,
@@ -294,7 +300,7 @@ def clip_loss(model, frames: torch.Tensor, masks: torch.Tensor, prompt_inputs,
                 out = model.track_step(t, False, f_t, p_t, sizes, None, None, output_dict, n)
         output_dict[key][t] = out
         if mask_inputs is None:  # a mask-prompted frame outputs its prompt: nothing to learn
-            losses.append(frame_loss(out, masks[t:t + 1]))
+            losses.append(frame_loss(out, masks[t:t + 1], model.pred_obj_scores))
     return torch.stack(losses).mean()
 
 
@@ -339,8 +345,14 @@ def train(
     seed: int = 0,
     resume: bool = True,
     stop_after: int | None = None,
+    sampler: ClipSampler | VideoSampler | None = None,
+    init: Path | str | None = None,
 ) -> Path:
     """Train one model; returns the final checkpoint path (``out_dir/checkpoint.pt``).
+
+    Clips come from ``sampler`` (default: the training cases of ``dataset_dirs``;
+    :func:`medsam2.pretrain.pretrain` passes synthetic videos). Weights start from
+    ``init`` (default: the model spec's ``checkpoint``; none: random initialisation).
 
     Under ``torchrun --nproc_per_node N`` every process trains on its own clips and the
     gradients are averaged (gloo on CPU, NCCL on GPUs); rank 0 writes logs and checkpoints.
@@ -352,8 +364,8 @@ def train(
     device = _device(tcfg.device)
     print(f"train rank {rank}/{world} on {device} "
           f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')})")
-    model = build_from_config(model_cfg, seed, model_cfg.get("checkpoint"), device,
-                              postprocessing=False)
+    start_from = init or model_cfg.get("checkpoint")
+    model = build_from_config(model_cfg, seed, start_from, device, postprocessing=False)
     image_size = model.image_size
     for name, p in model.named_parameters():
         p.requires_grad_(not any(name.startswith(f) for f in tcfg.freeze))
@@ -378,13 +390,15 @@ def train(
             _set_policy_rng(model, ckpt["rng"].get("policy"))
         else:
             rng = np.random.default_rng([seed, rank, start])
-    sampler = ClipSampler(dataset_dirs, image_size)
+    if sampler is None:
+        sampler = ClipSampler(dataset_dirs, image_size)
     resolved = {**model_cfg, "train": {**vars(tcfg), "datasets": [str(d) for d in dataset_dirs]},
-                "seed": seed, "world_size": world}
+                "seed": seed, "world_size": world,
+                "init": None if start_from is None else str(start_from)}
     lead = rank == 0
     if lead:
         (out_dir / "config.yaml").write_text(yaml.safe_dump(_plain(resolved), sort_keys=False))
-        log = (out_dir / "train_log.csv").open("a")
+        log = (out_dir / "train_log.csv").open("a" if start else "w")
         if start == 0:
             log.write("step,loss,lr,seconds\n")
     amp = (torch.autocast("cuda", dtype=torch.bfloat16) if tcfg.amp and device.type == "cuda"
@@ -491,7 +505,8 @@ def _plain(obj):
 def _cli(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model_cfg = model_config_from_args(args)
-    train(model_cfg, args.dataset_dir, args.out_dir, seed=args.seed, resume=not args.no_resume)
+    train(model_cfg, args.dataset_dir, args.out_dir, seed=args.seed, resume=not args.no_resume,
+          init=args.init)
     return 0
 
 
@@ -503,5 +518,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1 is fastest for SAM 2 on small CPUs)")
+    p.add_argument("--init", type=Path,
+                   help="checkpoint to start from (default: the spec's 'checkpoint', if any)")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing last.pt")
     p.set_defaults(func=_cli)

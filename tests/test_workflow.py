@@ -40,8 +40,11 @@ def mini_config(tmp: Path) -> dict:
                                   "datasets": ["mini3d"]},
             "sam2-mini": {"kind": "sam2", "paper_name": "SAM2", "arch": "tiny",
                           "image_size": 64, "memory": {"policy": "fifo"},
+                          "pretrained": "mini-videos",
                           "train": {"steps": 2, "clip_len": 3}},
         },
+        "pretrain": {"mini-videos": {"arch": "tiny", "image_size": 64, "videos": ["twins"],
+                                     "train": {"steps": 2, "clip_len": 3}}},
         "evaluate": {"strict": False, "hd95_penalty": "diagonal"},
         "report": {"main_model": "medsam2-mini"},
     }
@@ -75,6 +78,13 @@ def test_demo_shaped_workflow_runs_end_to_end(tmp_path):
     # MedSAM-2 trained on the preprocessing cache; SAM 2 on the raw standard datasets
     assert (results / "preprocessed" / "medsam2-mini" / "mini3d" / "index.json").is_file()
     assert not (results / "preprocessed" / "sam2-mini").exists()
+    # SAM 2 started from the synthetic-video pretraining, MedSAM-2 from random init
+    pretrained = results / "pretrained" / "mini-videos" / "checkpoint.pt"
+    assert pretrained.is_file() and (results / "logs" / "pretrain" / "mini-videos.log").is_file()
+    trained = yaml.safe_load((results / "models" / "sam2-mini" / "config.yaml").read_text())
+    assert trained["init"] == "results/pretrained/mini-videos/checkpoint.pt"
+    scratch = yaml.safe_load((results / "models" / "medsam2-mini" / "config.yaml").read_text())
+    assert scratch["init"] is None
     # the ablation variant reused the trained weights: no second training for it
     assert not (results / "models" / "medsam2-mini-none").exists()
     summary = (results / "report" / "summary.md").read_text()
@@ -95,8 +105,8 @@ def test_demo_shaped_workflow_runs_end_to_end(tmp_path):
 def test_dry_run_lists_every_stage(tmp_path):
     res = run_snakemake(tmp_path, mini_config(tmp_path), "-n")
     assert res.returncode == 0, res.stderr[-3000:]
-    for rule in ("synthesize", "prompts", "train_tracker", "predict_tracker", "evaluate",
-                 "report", "resolved_config"):
+    for rule in ("synthesize", "prompts", "pretrain_tracker", "train_tracker",
+                 "predict_tracker", "evaluate", "report", "resolved_config"):
         assert rule in res.stdout, rule
 
 
@@ -113,6 +123,12 @@ def test_dry_run_lists_every_stage(tmp_path):
      "models.medsam2-mini-none.preprocess: must equal models.medsam2-mini.preprocess"),
     (lambda c: c["models"]["medsam2-mini-none"].update(multimask_tracking=False),
      "models.medsam2-mini-none.multimask_tracking: must equal models.medsam2-mini"),
+    (lambda c: c["models"]["sam2-mini"].update(pretrained="nope"),
+     "models.sam2-mini.pretrained: 'nope' is not an entry of 'pretrain'"),
+    (lambda c: c["pretrain"]["mini-videos"].update(image_size=128),
+     "models.sam2-mini.image_size: must equal pretrain.mini-videos.image_size"),
+    (lambda c: c["models"]["sam2-mini"].update(checkpoint="x.pt"),
+     "models.sam2-mini.pretrained: give 'pretrained' or 'checkpoint', not both"),
     (lambda c: c["datasets"]["mini3d"].update(prompt_rate=1.5),
      "1.5 is greater than the maximum of 1"),
 ])

@@ -141,6 +141,23 @@ def train_inputs(model):
     return [f"{src}/index.json" for src in train_sources(model)]
 
 
+def pretrained_checkpoint(name):
+    return f"{RESULTS}/pretrained/{name}/checkpoint.pt"
+
+
+def train_init(model):
+    """The weights a tracker's training starts from: a `pretrain` entry's checkpoint, an
+    official / own file (`checkpoint`), or none (random initialisation)."""
+    spec = config["models"][model]
+    if spec.get("pretrained"):
+        return [pretrained_checkpoint(spec["pretrained"])]
+    return [spec["checkpoint"]] if spec.get("checkpoint") else []
+
+
+def pretrain_resources(name, key, default):
+    return (config["pretrain"][name].get("resources") or {}).get(key, default)
+
+
 def tracker_checkpoint(model):
     """Trained here, borrowed from another model (ablations), or an official file."""
     spec = config["models"][model]

@@ -59,12 +59,35 @@ rule fetch_checkpoint:
         "medsam2 checkpoint {wildcards.name} --out-dir {params.out} > {log} 2>&1"
 
 
+rule pretrain_tracker:
+    conda:
+        "../envs/medsam2.yaml"
+    output:
+        pretrained_checkpoint("{name}"),
+    log:
+        f"{LOGS}/pretrain/{{name}}.log",
+    wildcard_constraints:
+        name=names_regex(list(config.get("pretrain") or {})),
+    params:
+        cfg=lambda w: json.dumps(config["pretrain"][w.name], sort_keys=True),
+        out=lambda w, output: str(Path(output[0]).parent),
+        seed=SEED,
+    threads: 1
+    resources:
+        gpu=lambda w: pretrain_resources(w.name, "gpu", 0),
+        mem_mb=lambda w: pretrain_resources(w.name, "mem_mb", 4000),
+        runtime=lambda w: pretrain_resources(w.name, "runtime", 60),
+    shell:
+        "medsam2 pretrain --model-json {params.cfg:q} --out-dir {params.out}"
+        " --seed {params.seed} --threads {threads} > {log} 2>&1"
+
+
 rule train_tracker:
     conda:
         "../envs/medsam2.yaml"
     input:
         datasets=lambda w: train_inputs(w.model),
-        init=lambda w: config["models"][w.model].get("checkpoint", []),
+        init=lambda w: train_init(w.model),
     output:
         f"{RESULTS}/models/{{model}}/checkpoint.pt",
     log:
@@ -76,6 +99,7 @@ rule train_tracker:
         dirs=lambda w: " ".join(train_sources(w.model)),
         out=lambda w: f"{RESULTS}/models/{w.model}",
         seed=SEED,
+        init=lambda w, input: f"--init {input.init}" if input.init else "",
         # several GPUs in one job (SLURM profile): one data-parallel process per GPU
         launcher=lambda w, resources: (
             f"torchrun --standalone --nproc-per-node={resources.gpu} -m medsam2.cli"
@@ -89,7 +113,8 @@ rule train_tracker:
         runtime=lambda w: model_resources(w.model, "runtime", 60),
     shell:
         "{params.launcher} train --model-json {params.cfg:q} --dataset-dir {params.dirs}"
-        " --out-dir {params.out} --seed {params.seed} --threads {threads} > {log} 2>&1"
+        " --out-dir {params.out} --seed {params.seed} {params.init} --threads {threads}"
+        " > {log} 2>&1"
 
 
 rule predict_tracker:
