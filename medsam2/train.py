@@ -68,6 +68,10 @@ class TrainConfig:
     freeze: tuple[str, ...] = ()  # parameter-name prefixes kept frozen, e.g. image_encoder
     lr_scale: dict[str, float] = field(default_factory=dict)  # name prefix -> LR factor
     augment: bool = False  # flips, 90-degree turns, contrast/brightness/gamma per clip
+    # Share of each training dataset (in the order of ``datasets``) among the clips;
+    # empty: every 3D case and every 2D image set is equally likely, so a dozen volumes
+    # outweigh one image set twelve to one.
+    dataset_weights: tuple[float, ...] = ()
 
     @classmethod
     def from_dict(cls, cfg: dict | None) -> TrainConfig:
@@ -76,7 +80,7 @@ class TrainConfig:
         unknown = set(cfg) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"train: unknown keys {sorted(unknown)}")
-        for key in ("prompt_probs", "freeze"):
+        for key in ("prompt_probs", "freeze", "dataset_weights"):
             if key in cfg:
                 cfg[key] = tuple(cfg[key])
         return cls(**cfg)
@@ -85,36 +89,55 @@ class TrainConfig:
 class ClipSampler:
     """Training cases of several standard datasets, held as [0, 1] slice stacks."""
 
-    def __init__(self, dataset_dirs: list[Path], image_size: int):
+    def __init__(self, dataset_dirs: list[Path], image_size: int,
+                 weights: tuple[float, ...] | list[float] = ()):
+        if weights and (len(weights) != len(dataset_dirs) or min(weights) < 0
+                        or sum(weights) <= 0):
+            raise ValueError(f"train.dataset_weights: {list(weights)} needs one weight >= 0 "
+                             f"per training dataset ({len(dataset_dirs)}), not all 0")
         self.image_size = image_size
         self.cases: list[tuple[np.ndarray, np.ndarray, dict[str, int]]] = []
         self.sets_2d: list[tuple[list[np.ndarray], list[np.ndarray], dict[str, int]]] = []
-        for d in dataset_dirs:
-            if is_cache(d):  # medsam2 preprocess: cropped, resized, small masks dropped
-                index, cached = load_cache(d)
-                labels = {k: int(v) for k, v in index["labels"].items()}
-                if index["is_3d"]:
-                    self.cases += [(f, lb, labels) for f, lb in cached]
-                else:
-                    self.sets_2d.append(([f[0] for f, _ in cached], [lb[0] for _, lb in cached],
-                                         labels))
-                continue
-            ds = StandardDataset(d)
-            channel = next(iter(ds.meta["channel_names"].values()))
-            intensity = Intensity.for_channel(channel)
-            loaded = [(intensity.apply(img.array), lab.array)
-                      for _, img, lab in tqdm(list(ds.iter_cases("train")),
-                                              desc=f"load {ds.name}", unit="case")]
-            if not loaded:
-                raise ValueError(f"{d}: no training cases")
-            if ds.is_3d:
-                self.cases += [(slices(i, SLICE_AXIS_3D), slices(lb, SLICE_AXIS_3D), ds.labels)
-                               for i, lb in loaded]
-            else:
-                self.sets_2d.append(([i for i, _ in loaded], [lb for _, lb in loaded],
-                                     ds.labels))
+        origin_3d: list[int] = []  # dataset index of each case / image set
+        origin_2d: list[int] = []
+        for n, d in enumerate(dataset_dirs):
+            n_3d, n_2d = len(self.cases), len(self.sets_2d)
+            self._load(Path(d))
+            origin_3d += [n] * (len(self.cases) - n_3d)
+            origin_2d += [n] * (len(self.sets_2d) - n_2d)
         self.sources = [("3d", i) for i in range(len(self.cases))]
         self.sources += [("2d", i) for i in range(len(self.sets_2d))]
+        self.weights = None
+        if weights:  # a dataset's weight shared by its sources
+            origin = origin_3d + origin_2d
+            counts = np.bincount(origin, minlength=len(dataset_dirs))
+            w = np.array([weights[o] / counts[o] for o in origin], dtype=float)
+            self.weights = w / w.sum()
+
+    def _load(self, d: Path) -> None:
+        """Add one dataset's training cases (3D) or image set (2D)."""
+        if is_cache(d):  # medsam2 preprocess: cropped, resized, small masks dropped
+            index, cached = load_cache(d)
+            labels = {k: int(v) for k, v in index["labels"].items()}
+            if index["is_3d"]:
+                self.cases += [(f, lb, labels) for f, lb in cached]
+            else:
+                self.sets_2d.append(([f[0] for f, _ in cached], [lb[0] for _, lb in cached],
+                                     labels))
+            return
+        ds = StandardDataset(d)
+        channel = next(iter(ds.meta["channel_names"].values()))
+        intensity = Intensity.for_channel(channel)
+        loaded = [(intensity.apply(img.array), lab.array)
+                  for _, img, lab in tqdm(list(ds.iter_cases("train")),
+                                          desc=f"load {ds.name}", unit="case")]
+        if not loaded:
+            raise ValueError(f"{d}: no training cases")
+        if ds.is_3d:
+            self.cases += [(slices(i, SLICE_AXIS_3D), slices(lb, SLICE_AXIS_3D), ds.labels)
+                           for i, lb in loaded]
+        else:
+            self.sets_2d.append(([i for i, _ in loaded], [lb for _, lb in loaded], ds.labels))
 
     def sample(self, rng: np.random.Generator, clip_len: int) -> tuple[np.ndarray, np.ndarray]:
         """(T, H, W) images in [0, 1] and (T, H, W) binary masks; frame 0 has the object."""
@@ -130,7 +153,9 @@ class ClipSampler:
         frames, so only their prompts and memories tell them apart (SAM 2 trains several
         objects per video the same way).
         """
-        kind, idx = self.sources[int(rng.integers(len(self.sources)))]
+        pick = (int(rng.integers(len(self.sources))) if self.weights is None
+                else int(rng.choice(len(self.sources), p=self.weights)))
+        kind, idx = self.sources[pick]
         if kind == "3d":
             img, lab, labels = self.cases[idx]
             present = [v for v in labels.values() if (lab == v).any()]
@@ -391,7 +416,7 @@ def train(
         else:
             rng = np.random.default_rng([seed, rank, start])
     if sampler is None:
-        sampler = ClipSampler(dataset_dirs, image_size)
+        sampler = ClipSampler(dataset_dirs, image_size, tcfg.dataset_weights)
     resolved = {**model_cfg, "train": {**vars(tcfg), "datasets": [str(d) for d in dataset_dirs]},
                 "seed": seed, "world_size": world,
                 "init": None if start_from is None else str(start_from)}

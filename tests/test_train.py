@@ -56,6 +56,20 @@ def test_clip_sampler_objects_share_the_first_frame(phantom3d):
     assert counts == {1, 2}
 
 
+def test_dataset_weights_set_each_datasets_share_of_clips(phantom3d, phantom2d):
+    def share_2d(sampler, n=400):
+        rng = np.random.default_rng(0)
+        # cells2d images are 128 px wide, abdomen3d slices 80-96 px
+        return np.mean([sampler.sample(rng, 1)[0].shape[-1] == 128 for _ in range(n)])
+
+    # by default each of the 3 training volumes and the one image set are equally likely
+    assert 0.15 < share_2d(ClipSampler([phantom3d, phantom2d], 64)) < 0.35
+    assert 0.42 < share_2d(ClipSampler([phantom3d, phantom2d], 64, (1, 1))) < 0.58
+    assert share_2d(ClipSampler([phantom3d, phantom2d], 64, (0, 1))) == 1.0
+    with pytest.raises(ValueError, match="train.dataset_weights"):
+        ClipSampler([phantom3d, phantom2d], 64, (1,))
+
+
 def test_single_frame_steps_use_clicks_and_boxes_only():
     cfg = TrainConfig(max_corrections=2)
     masks = np.zeros((1, 32, 32), bool)

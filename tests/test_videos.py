@@ -38,6 +38,16 @@ def test_vanishing_core_leaves_some_clips():
     assert 0 < sum(gone) < 20  # half the clips shrink the core, by a random speed
 
 
+def test_pairs_move_anywhere_but_keep_their_look():
+    images, masks = VIDEOS["pairs"](np.random.default_rng(1), 4)
+    for k in (0, 1):
+        assert not np.array_equal(masks[k, 0], masks[k, 1])  # a new place every frame
+        means = [images[t][masks[k, t]].mean() for t in range(4)]
+        assert np.ptp(means) < 0.03  # the same brightness (noise sd 0.05 over ~100 px)
+    bright = [images[0][masks[k, 0]].mean() for k in (0, 1)]
+    assert abs(bright[0] - bright[1]) > 0.08  # the look tells the two apart
+
+
 def test_video_sampler_serves_the_clip_sampler_interface():
     sampler = VideoSampler(["twins", "nested"])
     rng = np.random.default_rng(0)
