@@ -13,6 +13,7 @@ from medsam2.train import (
     TrainConfig,
     _simulated_prompts,
     augment_clip,
+    frame_loss,
     lr_factor,
     param_groups,
     train,
@@ -68,6 +69,27 @@ def test_dataset_weights_set_each_datasets_share_of_clips(phantom3d, phantom2d):
     assert share_2d(ClipSampler([phantom3d, phantom2d], 64, (0, 1))) == 1.0
     with pytest.raises(ValueError, match="train.dataset_weights"):
         ClipSampler([phantom3d, phantom2d], 64, (1,))
+
+
+def test_frames_without_the_object_teach_an_empty_mask_without_a_score_head():
+    gt = torch.zeros(1, 1, 16, 16)
+
+    def out(level):
+        logits = torch.full((1, 1, 16, 16), float(level), requires_grad=True)
+        return logits, {"multistep_pred_multimasks": logits,
+                        "multistep_pred_ious": torch.ones(1, 1),
+                        "object_score_logits": torch.full((1, 1), -10.0)}
+
+    # with SAM 2's object-score head only the head learns "absent" (it already says so)
+    logits, o = out(3.0)
+    assert frame_loss(o, gt, object_scores=True).item() < 1e-3
+    # without it the mask itself must come out empty: a foreground guess costs, and its
+    # gradient pushes the logits down
+    logits, o = out(3.0)
+    loss = frame_loss(o, gt, object_scores=False)
+    loss.backward()
+    assert loss.item() > 1.0 and (logits.grad > 0).all()
+    assert frame_loss(out(-8.0)[1], gt, object_scores=False).item() < 0.1
 
 
 def test_single_frame_steps_use_clicks_and_boxes_only():
