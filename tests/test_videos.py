@@ -82,3 +82,16 @@ def test_training_starts_from_the_pretrained_weights(phantom3d, tmp_path):
     w_tuned = read_checkpoint(tuned)["model"]
     assert any(not torch.equal(w_pre[k], w_scratch[k]) for k in w_pre)
     assert all(torch.equal(w_pre[k], w_tuned[k]) for k in w_pre)
+
+
+def test_a_pretraining_that_does_not_track_starts_again(tmp_path, capsys):
+    spec = {"arch": "tiny", "image_size": 64, "multimask_tracking": False,
+            "videos": ["twins"], "restarts": 1, "train": {"steps": 1, "clip_len": 2}}
+    pretrain(spec, tmp_path, seed=3)
+    report = json.loads((tmp_path / "tracking.json").read_text())
+    # one step cannot learn to follow the prompted disc: a second initialisation was tried
+    assert report["tracks"] is False
+    assert report["attempt"] == 1 and report["seed"] == 1003
+    log = capsys.readouterr().out
+    assert "starting again from another initialisation" in log
+    assert "models fine-tuned from it will not either" in log
