@@ -71,10 +71,9 @@ def check_config(config: dict, repo_root: Path = REPO_ROOT) -> None:
             src = spec.get("weights_from")
             if src is not None and (src not in models or not is_trained(models[src])):
                 raise ConfigError(f"{key}.weights_from: '{src}' is not a trained model")
-            for same in ("preprocess", "multimask_tracking"):
-                if src is not None and spec.get(same) != models[src].get(same):
-                    raise ConfigError(f"{key}.{same}: must equal models.{src}.{same} "
-                                      f"(the weights were trained with it)")
+            if src is not None:
+                _require_same(spec, key, models[src], f"models.{src}",
+                              ("preprocess", "multimask_tracking"))
             if not (is_trained(spec) or src or spec.get("checkpoint")):
                 raise ConfigError(f"{key}: needs 'train', 'weights_from' or 'checkpoint'")
             _check_pretrained(config, name)
@@ -103,12 +102,20 @@ def _check_pretrained(config: dict, name: str) -> None:
         raise ConfigError(f"{key}: only a model with 'train' starts from pretrained weights")
     if spec.get("checkpoint"):
         raise ConfigError(f"{key}: give 'pretrained' or 'checkpoint', not both")
-    defaults = {"arch": "tiny", "image_size": 128}
-    for arch_key in ARCH_KEYS:
-        mine = spec.get(arch_key, defaults.get(arch_key))
-        theirs = entries[src].get(arch_key, defaults.get(arch_key))
+    _require_same(spec, f"models.{name}", entries[src], f"pretrain.{src}", ARCH_KEYS)
+
+
+#: what a tracker spec without the key is built with (medsam2.model.build.build_from_config)
+BUILD_DEFAULTS = {"arch": "tiny", "image_size": 128}
+
+
+def _require_same(spec: dict, key: str, source: dict, source_key: str,
+                  names: tuple[str, ...]) -> None:
+    """Weights from ``source`` need a model built as ``source`` was: these keys equal."""
+    for name in names:
+        mine, theirs = (s.get(name, BUILD_DEFAULTS.get(name)) for s in (spec, source))
         if mine != theirs:
-            raise ConfigError(f"models.{name}.{arch_key}: must equal pretrain.{src}.{arch_key} "
+            raise ConfigError(f"{key}.{name}: must equal {source_key}.{name} "
                               f"({theirs!r}; the weights were trained with it)")
 
 
