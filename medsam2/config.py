@@ -105,7 +105,7 @@ def _check_pretrained(config: dict, name: str) -> None:
     _require_same(spec, f"models.{name}", entries[src], f"pretrain.{src}", ARCH_KEYS)
 
 
-#: what a tracker spec without the key is built with (medsam2.model.build.build_from_config)
+#: what a tracker spec without the key is built with (read by build_from_config too)
 BUILD_DEFAULTS = {"arch": "tiny", "image_size": 128}
 
 

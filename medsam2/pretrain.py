@@ -24,7 +24,7 @@ from medsam2.data.frames import to_model_frames
 from medsam2.data.prompts import make_prompt
 from medsam2.data.videos import VIDEOS, VideoSampler
 from medsam2.model.build import build_from_config
-from medsam2.train import encode_clip, train
+from medsam2.train import TrainConfig, encode_clip, train
 
 #: video kinds of a pretrain entry without a ``videos`` key
 DEFAULT_VIDEOS = ("twins", "nested", "nested-vanish")
@@ -83,6 +83,7 @@ def pretrain(spec: dict, out_dir: Path, seed: int = 0, resume: bool = True) -> P
     kinds = list(spec.pop("videos", DEFAULT_VIDEOS))
     restarts = int(spec.pop("restarts", DEFAULT_RESTARTS))
     spec.setdefault("memory", {"policy": "fifo"})  # SAM 2's memory, as Meta trains it
+    frames = TrainConfig.from_dict(spec.get("train")).clip_len  # checked on clips as trained
     for attempt in range(restarts + 1):
         run_seed = seed + 1000 * attempt
         final = train(spec, [], out_dir, seed=run_seed, resume=resume and attempt == 0,
@@ -91,7 +92,7 @@ def pretrain(spec: dict, out_dir: Path, seed: int = 0, resume: bool = True) -> P
         rng = np.random.default_rng([run_seed, 1])  # clips the training never drew
         scores = {}
         for kind in kinds:
-            own, other = tracking_scores(model, VIDEOS[kind], rng)
+            own, other = tracking_scores(model, VIDEOS[kind], rng, frames)
             scores[kind] = {"own": round(own, 4), "other": round(other, 4)}
             print(f"tracking {kind}: Dice with the prompted object {own:.3f}, "
                   f"with the other one {other:.3f}")

@@ -20,6 +20,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from medsam2.config import BUILD_DEFAULTS
 from medsam2.model.medsam2_base import MedSAM2Base
 from medsam2.model.memory import build_policy
 
@@ -110,7 +111,8 @@ def build_from_config(model_cfg: dict, seed: int = 0, checkpoint: Path | str | N
                       ) -> MedSAM2Base:
     """The model a model spec of the config describes (``arch``, ``image_size``, ``memory``,
     ``multimask_tracking``): one reading of those keys for training and prediction."""
-    return build_model(model_cfg.get("arch", "tiny"), int(model_cfg.get("image_size", 128)),
+    return build_model(model_cfg.get("arch", BUILD_DEFAULTS["arch"]),
+                       int(model_cfg.get("image_size", BUILD_DEFAULTS["image_size"])),
                        model_cfg.get("memory"), seed=seed, checkpoint=checkpoint,
                        device=device, postprocessing=postprocessing,
                        multimask_tracking=model_cfg.get("multimask_tracking"))
