@@ -217,3 +217,25 @@ def test_multimask_tracking_sets_the_masks_of_unprompted_frames(multimask, masks
                                    click if t == 0 else None, None, out_dict, 2)
             out_dict["cond_frame_outputs" if t == 0 else "non_cond_frame_outputs"][t] = out
             assert out["multistep_pred_multimasks"].shape[1] == (3 if t == 0 else masks)
+
+
+@pytest.mark.parametrize("multimask, falls_back", [(None, True), (True, True), (False, False)])
+def test_stability_fallback_only_for_models_trained_with_candidates(multimask, falls_back):
+    """SAM 2's post-processing swaps an unstable single mask (a box prompt) for the best of
+    its three candidates; a model trained with one tracking mask keeps its own mask."""
+    from medsam2.train import encode_clip
+
+    box = {"point_coords": torch.tensor([[[12.0, 12.0], [50.0, 44.0]]]),
+           "point_labels": torch.tensor([[2, 3]], dtype=torch.int32)}
+    masks = {}
+    for post in (False, True):
+        model = build_model("tiny", 64, {"policy": "fifo"}, seed=0, postprocessing=post,
+                            multimask_tracking=multimask).eval()
+        torch.manual_seed(1)
+        feats, pos, sizes = encode_clip(model, torch.randn(1, 3, 64, 64))
+        out_dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+        with torch.inference_mode():
+            out = model.track_step(0, True, feats, pos, sizes, box, None, out_dict, 1)
+        masks[post] = out["pred_masks"]
+    # untrained, the single mask is never stable: the fallback always picks a candidate
+    assert torch.equal(masks[False], masks[True]) != falls_back
