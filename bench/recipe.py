@@ -16,15 +16,19 @@ time. Needs the pretrained tracker the model starts from (``make demo`` writes i
         --set single_frame_fraction=0.5,0.2,0.1 --seeds 0 1 2 --jobs 2
 
 Measured (2 CPU cores, about 6 min per pair of runs; synth3d / synth2d mean test Dice of
-the validation draw, ``medsam2-tiny`` with ``dataset_weights: [3, 1]``, training seeds
-0 / 1 / 2):
+the validation draw, ``medsam2-tiny`` with ``dataset_weights: [3, 1]``, 1000 steps,
+training seeds 0 / 1 / 2):
 
     single_frame_fraction  synth3d               mean   synth2d (mean)
     0.5                    0.564 0.704 0.600     0.623  0.753
     0.2                    0.668 0.717 0.664     0.683  0.783
-    0.1                    0.768 0.734 0.686     0.729  0.836
+    0.1                    0.768 0.734 0.686     0.729  0.820
 
-With 0.1 and the memory encoder trained too (``freeze: [memory_attention, obj_ptr,
+But 8-frame steps cost about 8 single-frame ones, so 0.1 trains about 1.6x longer at
+1000 steps: at the same time (600 steps), seeds 0 / 1 gave 0.691 / 0.601 (mean 0.646,
+against 0.634 for 0.5 x 1000): the gain was mostly training time, which the demo's 15
+minutes do not have, so the demo runs 0.1 x 600 steps. With 0.1 x 1000 and the memory
+encoder trained too (``freeze: [memory_attention, obj_ptr,
 maskmem_tpos_enc]``), seeds 0 / 1: 0.702 / 0.678 (the demo keeps it frozen); with
 ``lr: 5.0e-4`` instead of 1e-3: 0.657 / 0.705 (the demo keeps 1e-3).
 """
