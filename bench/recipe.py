@@ -11,6 +11,7 @@ One key of the model's ``train`` block is varied (``--set KEY=V1,V2,...``, value
 as YAML); everything else is the model's entry in the config. Each run is the pipeline's
 own commands (``medsam2 train / predict / evaluate``), one thread each, ``--jobs`` at a
 time. Needs the pretrained tracker the model starts from (``make demo`` writes it).
+Last lines: ``RESULT synth3d_dice[KEY=VALUE] <mean over seeds>``, one per variant.
 
     python bench/recipe.py --pretrained results/pretrained/tiny-videos/checkpoint.pt \\
         --set single_frame_fraction=0.5,0.2,0.1 --seeds 0 1 2 --jobs 2
@@ -129,6 +130,8 @@ def main() -> None:
         rows = list(pool.map(one, itertools.product(variants, args.seeds)))
     table = pd.DataFrame(rows).groupby(key)[list(DATASETS)].agg(["mean", "std"]).round(3)
     print(table.to_string())
+    for value, mean in table[("synth3d", "mean")].items():
+        print(f"RESULT synth3d_dice[{key}={value}] {mean:.4f}")
 
 
 if __name__ == "__main__":
