@@ -74,23 +74,23 @@ def run(spec: dict, init: Path, data: dict[str, Path], out: Path, seed: int,
     """Fine-tune one variant with one training seed; mean test Dice per dataset."""
     out.mkdir(parents=True, exist_ok=True)
     cfg = json.dumps(spec)
-    log = open(out / "run.log", "w")
-    subprocess.run(["medsam2", "train", "--model-json", cfg, "--dataset-dir",
-                    *(str(data[d]) for d in DATASETS), "--out-dir", str(out), "--seed",
-                    str(seed), "--init", str(init), "--threads", "1", "--no-resume"],
-                   check=True, stdout=log, stderr=subprocess.STDOUT)
     scores = {}
-    for name, d in data.items():
-        pred = out / f"pred_{name}"
-        subprocess.run(["medsam2", "predict", "--model-json", cfg, "--checkpoint",
-                        str(out / "checkpoint.pt"), "--dataset-dir", str(d), "--prompts",
-                        str(d.with_suffix(".prompts.json")), "--out-dir", str(pred),
-                        "--threads", "1"], check=True, stdout=log, stderr=subprocess.STDOUT)
-        csv = out / f"{name}.csv"
-        subprocess.run(["medsam2", "evaluate", "--dataset-dir", str(d), "--pred-dir",
-                        str(pred), "--model", "variant", "--out", str(csv)],
+    with open(out / "run.log", "w") as log:
+        subprocess.run(["medsam2", "train", "--model-json", cfg, "--dataset-dir",
+                        *(str(data[d]) for d in DATASETS), "--out-dir", str(out), "--seed",
+                        str(seed), "--init", str(init), "--threads", "1", "--no-resume"],
                        check=True, stdout=log, stderr=subprocess.STDOUT)
-        scores[name] = float(pd.read_csv(csv).dice.mean())
+        for name, d in data.items():
+            pred = out / f"pred_{name}"
+            subprocess.run(["medsam2", "predict", "--model-json", cfg, "--checkpoint",
+                            str(out / "checkpoint.pt"), "--dataset-dir", str(d), "--prompts",
+                            str(d.with_suffix(".prompts.json")), "--out-dir", str(pred),
+                            "--threads", "1"], check=True, stdout=log, stderr=subprocess.STDOUT)
+            csv = out / f"{name}.csv"
+            subprocess.run(["medsam2", "evaluate", "--dataset-dir", str(d), "--pred-dir",
+                            str(pred), "--model", "variant", "--out", str(csv)],
+                           check=True, stdout=log, stderr=subprocess.STDOUT)
+            scores[name] = float(pd.read_csv(csv).dice.mean())
     return scores
 
 
