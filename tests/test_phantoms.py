@@ -2,9 +2,15 @@ import json
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from medsam2.data.layout import StandardDataset
-from medsam2.data.phantoms import abdomen3d_case, cells2d_case, make_phantom_dataset
+from medsam2.data.phantoms import (
+    RIM_VOXELS,
+    abdomen3d_case,
+    cells2d_case,
+    make_phantom_dataset,
+)
 
 
 def test_same_seed_same_case_different_seed_different_case():
@@ -27,6 +33,19 @@ def test_abdomen_labels_spacing_and_intensity():
     # the lesion sits inside the organ and differs from it in density
     assert lesion.sum() > 50
     assert abs(img.array[lesion].mean() - img.array[organ].mean()) > 20
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lesion_boundary_is_organ_on_every_slice(seed):
+    """Every lesion boundary has contrast in the image: organ tissue, never the body's."""
+    img, lab = abdomen3d_case(np.random.default_rng(seed))
+    lesion = lab.array == 2
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[:, :, 1] = ndimage.generate_binary_structure(2, 1)
+    ring = ndimage.binary_dilation(lesion, in_plane, iterations=RIM_VOXELS) & ~lesion
+    assert lesion.any() and np.all(lab.array[ring] == 1)
+    contrast = abs(np.median(img.array[lesion]) - np.median(img.array[ring]))
+    assert contrast > 50  # the lesion margin is 70-120 HU; blur and noise take some
 
 
 def test_cases_vary_in_size_and_position():
