@@ -7,8 +7,9 @@ another seed (``--data-seed``, default 1) gives an independent sample of the sam
 distribution: variants are fine-tuned on its training cases and scored on its test cases,
 over several training seeds, and the demo then reports its own seed-0 test set once.
 
-One key of the model's ``train`` block is varied (``--set KEY=V1,V2,...``, values parsed
-as YAML); everything else is the model's entry in the config. Each run is the pipeline's
+One key of the model's ``train`` block, or its ``image_size``, is varied (``--set
+KEY=V1,V2,...``, values parsed as YAML); everything else is the model's entry in the
+config. Each run is the pipeline's
 own commands (``medsam2 train / predict / evaluate``), one thread each, ``--jobs`` at a
 time. Needs the pretrained tracker the model starts from (``make demo`` writes it).
 Last lines: ``RESULT synth3d_dice[KEY=VALUE] <mean over seeds>``, one per variant.
@@ -47,6 +48,8 @@ import pandas as pd
 import yaml
 
 DATASETS = ("synth3d", "synth2d")
+#: keys varied in the model's entry itself; any other key is one of its ``train`` block
+MODEL_KEYS = ("image_size",)
 
 
 def make_data(config: dict, out: Path, seed: int) -> dict[str, Path]:
@@ -100,7 +103,8 @@ def main() -> None:
     ap.add_argument("--model", default="medsam2-tiny")
     ap.add_argument("--pretrained", type=Path, required=True,
                     help="checkpoint the model starts from (its `pretrained` entry's)")
-    ap.add_argument("--set", required=True, help="train key and values: KEY=V1,V2,...")
+    ap.add_argument("--set", required=True,
+                    help="train key (or image_size) and values: KEY=V1,V2,...")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--data-seed", type=int, default=1, help="validation draw (demo: 0)")
     ap.add_argument("--jobs", type=int, default=2)
@@ -119,7 +123,7 @@ def main() -> None:
     def one(job: tuple) -> dict:
         value, seed = job
         spec = json.loads(json.dumps(base))
-        spec["train"][key] = value
+        (spec if key in MODEL_KEYS else spec["train"])[key] = value
         out = args.out / f"{key}={value}" / f"seed{seed}"
         scores = run(spec, args.pretrained.resolve(), data, out, seed)
         print(f"{key}={value} seed {seed}: " + ", ".join(f"{k} {v:.3f}"

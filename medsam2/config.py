@@ -84,8 +84,12 @@ def check_config(config: dict, repo_root: Path = REPO_ROOT) -> None:
         raise ConfigError(f"report.main_model: '{main}' is not a model of this config")
 
 
-#: model keys that decide the shape or behaviour of a tracker's weights
-ARCH_KEYS = ("arch", "image_size", "multimask_tracking")
+#: model keys that decide the shape or behaviour of a tracker's weights. Not
+#: ``image_size``: SAM 2's parameters do not depend on it (Hiera's window position
+#: embedding is interpolated, the RoPE tables of the memory attention are rebuilt), so a
+#: tracker pretrained small may be fine-tuned larger, as Meta's 1024 px weights are
+#: fine-tuned at other sizes.
+ARCH_KEYS = ("arch", "multimask_tracking")
 
 
 def _check_pretrained(config: dict, name: str) -> None:

@@ -84,9 +84,15 @@ def pretrain(spec: dict, out_dir: Path, seed: int = 0, resume: bool = True) -> P
     restarts = int(spec.pop("restarts", DEFAULT_RESTARTS))
     spec.setdefault("memory", {"policy": "fifo"})  # SAM 2's memory, as Meta trains it
     frames = TrainConfig.from_dict(spec.get("train")).clip_len  # checked on clips as trained
-    for attempt in range(restarts + 1):
+    # The attempt in progress is on disk: a resumed job continues the run it was killed
+    # in (last.pt holds that attempt's weights), under that attempt's seed and label.
+    state = out_dir / "attempt.json"
+    first = json.loads(state.read_text())["attempt"] if resume and state.is_file() else 0
+    for attempt in range(first, restarts + 1):
         run_seed = seed + 1000 * attempt
-        final = train(spec, [], out_dir, seed=run_seed, resume=resume and attempt == 0,
+        out_dir.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps({"attempt": attempt, "seed": run_seed}) + "\n")
+        final = train(spec, [], out_dir, seed=run_seed, resume=resume and attempt == first,
                       sampler=VideoSampler(kinds))
         model = build_from_config(spec, run_seed, final, postprocessing=False)
         rng = np.random.default_rng([run_seed, 1])  # clips the training never drew

@@ -73,8 +73,9 @@ def test_training_starts_from_the_pretrained_weights(phantom3d, tmp_path):
     # the pretraining moved the weights away from the random initialisation ...
     scratch = train({**spec, "train": {"steps": 1, "clip_len": 3, "lr": 0.0}}, [phantom3d],
                     tmp_path / "scratch")
-    # ... and a run with lr 0 (AdamW then leaves weights alone) ends where it started
-    tuned = train({"arch": "tiny", "image_size": 64, "multimask_tracking": False,
+    # ... and a run with lr 0 (AdamW then leaves weights alone) ends where it started,
+    # also at another input size (no parameter depends on it)
+    tuned = train({"arch": "tiny", "image_size": 96, "multimask_tracking": False,
                    "memory": {"policy": "self_sorting"},
                    "train": {"steps": 1, "clip_len": 3, "lr": 0.0}},
                   [phantom3d], tmp_path / "tuned", init=first)
@@ -95,3 +96,10 @@ def test_a_pretraining_that_does_not_track_starts_again(tmp_path, capsys):
     log = capsys.readouterr().out
     assert "starting again from another initialisation" in log
     assert "models fine-tuned from it will not either" in log
+    # a rerun resumes the attempt it was in: attempt 1's last.pt is not taken for attempt
+    # 0's weights (which would be labelled seed 3, or rejected and trained again)
+    pretrain(spec, tmp_path, seed=3)
+    again = json.loads((tmp_path / "tracking.json").read_text())
+    assert (again["attempt"], again["seed"]) == (1, 1003)
+    assert again["scores"] == report["scores"]
+    assert "starting again" not in capsys.readouterr().out
