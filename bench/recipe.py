@@ -33,6 +33,22 @@ minutes do not have, so the demo runs 0.1 x 600 steps. With 0.1 x 1000 and the m
 encoder trained too (``freeze: [memory_attention, obj_ptr,
 maskmem_tpos_enc]``), seeds 0 / 1: 0.702 / 0.678 (the demo keeps it frozen); with
 ``lr: 5.0e-4`` instead of 1e-3: 0.657 / 0.705 (the demo keeps 1e-3).
+
+Input size (session 7, after the phantom lesions got a rim of organ tissue; the demo
+recipe at 600 steps, fine-tuned from the 128 px pretraining, two runs side by side):
+
+    image_size  synth3d               mean   synth2d             fine-tune
+    128         0.582 0.651           0.617  0.522 0.342         ~240 s
+    160         0.764 0.597 0.650     0.670  0.779 0.738 0.755   ~280-310 s
+    192         0.711 0.702           0.707  0.751 0.717         ~365-410 s
+
+The memory attention works at stride 16: at 128 px an 8 x 8 grid, where a lesion is about
+one cell and, after the key slice, was drawn as a blob of cells or lost; the organ gains
+most (0.72 / 0.79 at 128, 0.81-0.86 at 160 and 192). 192 px does not fit the demo's 15
+minutes, so the demo runs 160. Also tried at 160 (seeds 0 / 1): ``lr: 2.0e-3`` 0.644 /
+0.727; ``clip_len: 6`` with 800 steps (same time) 0.646 / 0.631; and 192 px with 500
+steps 0.626 / 0.722 (synth2d 0.006 / 0.735: one image-set collapse). Training seeds move
+a run by about 0.07: single runs decide nothing here.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -108,6 +109,24 @@ def test_dry_run_lists_every_stage(tmp_path):
     for rule in ("synthesize", "prompts", "pretrain_tracker", "train_tracker",
                  "predict_tracker", "evaluate", "report", "resolved_config"):
         assert rule in res.stdout, rule
+
+
+def test_longest_training_jobs_are_scheduled_first(tmp_path):
+    """Job priority = the job's runtime estimate (minutes): the longest start first."""
+    cfg = mini_config(tmp_path)
+    cfg["models"]["sam2-mini"]["resources"] = {"runtime": 45}
+    res = run_snakemake(tmp_path, cfg, "-n")
+    assert res.returncode == 0, res.stderr[-3000:]
+    jobs = []  # (rule, wildcards, priority)
+    for block in re.split(r"^(?=(?:local)?rule )", res.stdout, flags=re.M):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        names = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+        level = re.search(r"^\s+priority: (\d+)", block, re.M)
+        if rule and names:
+            jobs.append((rule[1], names[1], int(level[1]) if level else 0))
+    assert ("train_tracker", "model=sam2-mini", 45) in jobs
+    assert ("pretrain_tracker", "name=mini-videos", 60) in jobs  # the default runtime
+    assert all(p == 0 for r, _, p in jobs if r == "predict_tracker")
 
 
 @pytest.mark.parametrize("mutate, message", [

@@ -28,3 +28,8 @@ def _nnunet_folds(model):
 
 def _nnunet_threads(model):
     return model_resources(model, "threads", 2)
+
+
+def _nnunet_runtime(dataset):
+    """Minutes of the longest nnU-Net training on ``dataset`` (its plan's priority)."""
+    return max(model_resources(m, "runtime", 60) for m in _nnunet_models_of(dataset))

@@ -35,6 +35,7 @@ rule nnunet_plan:
         configurations=lambda w: _nnunet_configurations(w.dataset),
         plans=lambda w: _nnunet_plans(w.dataset),
     threads: lambda w: max(_nnunet_threads(m) for m in _nnunet_models_of(w.dataset))
+    priority: lambda w: long_first(_nnunet_runtime(w.dataset))
     resources:
         mem_mb=lambda w: max(model_resources(m, "mem_mb", 4000) for m in _nnunet_models_of(w.dataset)),
         runtime=30,
@@ -64,6 +65,7 @@ rule nnunet_train:
         root=lambda w, input: Path(input.plan).parents[1],
         seed=SEED,
     threads: lambda w: _nnunet_threads(w.model)
+    priority: lambda w: long_first(model_resources(w.model, "runtime", 60))
     resources:
         gpu=lambda w: model_resources(w.model, "gpu", 0),
         mem_mb=lambda w: model_resources(w.model, "mem_mb", 4000),

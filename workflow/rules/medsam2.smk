@@ -73,6 +73,7 @@ rule pretrain_tracker:
         out=lambda w, output: str(Path(output[0]).parent),
         seed=SEED,
     threads: 1
+    priority: lambda w: long_first(pretrain_resources(w.name, "runtime", 60))
     resources:
         gpu=lambda w: pretrain_resources(w.name, "gpu", 0),
         mem_mb=lambda w: pretrain_resources(w.name, "mem_mb", 4000),
@@ -107,6 +108,7 @@ rule train_tracker:
             else "medsam2"
         ),
     threads: 1
+    priority: lambda w: long_first(model_resources(w.model, "runtime", 60))
     resources:
         gpu=lambda w: model_resources(w.model, "gpu", 0),
         mem_mb=lambda w: model_resources(w.model, "mem_mb", 4000),
