@@ -127,6 +127,9 @@ def test_longest_training_jobs_are_scheduled_first(tmp_path):
     assert ("train_tracker", "model=sam2-mini", 45) in jobs
     assert ("pretrain_tracker", "name=mini-videos", 60) in jobs  # the default runtime
     assert all(p == 0 for r, _, p in jobs if r == "predict_tracker")
+    # the seconds-long dataset jobs before any training job, which all wait for them
+    data = [p for r, _, p in jobs if r == "synthesize"]
+    assert data and min(data) > max(p for r, _, p in jobs if r != "synthesize")
 
 
 @pytest.mark.parametrize("mutate, message", [

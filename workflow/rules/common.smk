@@ -158,6 +158,12 @@ def pretrain_resources(name, key, default):
     return (config["pretrain"][name].get("resources") or {}).get(key, default)
 
 
+#: priority of the seconds-long jobs that make a dataset: above every training job's
+#: (Snakemake's priorities do not reach a job's inputs; without this, the demo ran
+#: nnU-Net's 2D chain before it had even made the 3D volumes its 3D training needs)
+DATA_FIRST = 10_000
+
+
 def long_first(runtime_minutes):
     """Scheduling priority of a training job: its runtime estimate (the ``runtime``
     resource, minutes), so that among ready jobs the longest starts first (the classic

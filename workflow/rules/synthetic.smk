@@ -16,6 +16,8 @@ rule synthesize:
         n_cases=lambda w: config["datasets"][w.dataset].get("n_cases", 16),
         test_fraction=lambda w: config["datasets"][w.dataset].get("test_fraction", 0.25),
         seed=SEED,
+    # seconds long, and every training job waits for it: before them all (see long_first)
+    priority: DATA_FIRST
     shell:
         "medsam2 synth --generator {params.generator} --out {params.out}"
         " --n-cases {params.n_cases} --test-fraction {params.test_fraction}"
