@@ -9,9 +9,9 @@ over several training seeds, and the demo then reports its own seed-0 test set o
 
 One key of the model's ``train`` block, or its ``image_size``, is varied (``--set
 KEY=V1,V2,...``, values parsed as YAML); everything else is the model's entry in the
-config. Each run is the pipeline's
-own commands (``medsam2 train / predict / evaluate``), one thread each, ``--jobs`` at a
-time. Needs the pretrained tracker the model starts from (``make demo`` writes it).
+config. Each run is the pipeline's own commands (``medsam2 train / predict /
+evaluate``), one thread each, ``--jobs`` at a time. Needs the pretrained tracker the
+model starts from (``make demo`` writes it).
 Last lines: ``RESULT synth3d_dice[KEY=VALUE] <mean over seeds>``, one per variant.
 
     python bench/recipe.py --pretrained results/pretrained/tiny-videos/checkpoint.pt \\

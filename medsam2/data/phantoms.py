@@ -91,7 +91,7 @@ def abdomen3d_case(rng: np.random.Generator) -> tuple[Volume, Volume]:
     # organ shrunk in-plane by a rim of RIM_VOXELS, so that organ tissue surrounds it on
     # every slice: cut at the organ's own edge, a hypodense lesion (organ - 70..120 HU)
     # met the body's soft tissue (40 HU) with no contrast, a boundary no annotator could
-    # draw (the tracker and nnU-Net lost exactly those lesions; README "What to expect").
+    # draw.
     label = organ.astype(np.int16)
     inside = np.argwhere(ndimage.binary_erosion(organ, iterations=3))
     if len(inside):
