@@ -180,13 +180,16 @@ def test_interactive_prompts_are_all_conditioning_frames(tiny, phantom3d):
     ds = StandardDataset(phantom3d)
     case = ds.cases("test")[0]
     image, label = ds.read_image(case).array, ds.read_label(case).array
-    organ = label == 1
+    # the organ with its lesion, one solid object: the organ label alone is a ring of
+    # 2 voxels round the lesion in places, which a 64 px model input does not keep
+    organ = label >= 1
     shown = np.nonzero(organ.any(axis=(0, 1)))[0]
     ct = Intensity("ct", -160, 240)
 
     def dice_on_shown(rate):
         prompts = {"organ": volume_prompts(organ, "mask", rate, np.random.default_rng(0))}
-        pred = predict_volume(tiny, image, ct, prompts, label, {"organ": 1}, 64) == 1
+        pred = predict_volume(tiny, image, ct, prompts, organ.astype(np.int16), {"organ": 1},
+                              64) == 1
         p, g = pred[..., shown], organ[..., shown]
         return list(2 * (p & g).sum((0, 1)) / (p.sum((0, 1)) + g.sum((0, 1))))
 
