@@ -88,9 +88,9 @@ def pretrain(spec: dict, out_dir: Path, seed: int = 0, resume: bool = True) -> P
     # in (last.pt holds that attempt's weights), under that attempt's seed and label.
     state = out_dir / "attempt.json"
     first = json.loads(state.read_text())["attempt"] if resume and state.is_file() else 0
+    out_dir.mkdir(parents=True, exist_ok=True)
     for attempt in range(first, restarts + 1):
         run_seed = seed + 1000 * attempt
-        out_dir.mkdir(parents=True, exist_ok=True)
         state.write_text(json.dumps({"attempt": attempt, "seed": run_seed}) + "\n")
         final = train(spec, [], out_dir, seed=run_seed, resume=resume and attempt == first,
                       sampler=VideoSampler(kinds))
