@@ -65,7 +65,7 @@ import yaml
 
 DATASETS = ("synth3d", "synth2d")
 #: keys varied in the model's entry itself; any other key is one of its ``train`` block
-MODEL_KEYS = ("image_size",)
+MODEL_KEYS = ("image_size", "predict")
 
 
 def make_data(config: dict, out: Path, seed: int) -> dict[str, Path]:

@@ -77,6 +77,8 @@ def check_config(config: dict, repo_root: Path = REPO_ROOT) -> None:
             if not (is_trained(spec) or src or spec.get("checkpoint")):
                 raise ConfigError(f"{key}: needs 'train', 'weights_from' or 'checkpoint'")
             _check_pretrained(config, name)
+        if spec.get("predict") and spec["kind"] not in TRACKER_KINDS:
+            raise ConfigError(f"{key}.predict: only trackers {sorted(TRACKER_KINDS)} read it")
         if spec["kind"] == "sam2" and (spec.get("memory") or {}).get("policy", "fifo") != "fifo":
             raise ConfigError(f"{key}.memory.policy: plain SAM 2 uses 'fifo' memory")
     main = (config.get("report") or {}).get("main_model")

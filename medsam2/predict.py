@@ -49,11 +49,21 @@ class Orientations:
 
     The paper segments 6 orientations (3 axes x forward/reversed) and aggregates them by
     averaging or voting: ``Orientations((0, 1, 2), reverse=True)``. Default: one axis.
+    ``mirror`` adds views of every orientation (and of a 2D image) with the frames flipped
+    along frame axes (0 rows, 1 columns), as nnU-Net mirrors its test inputs: SAM 2 is
+    not equivariant to flips, and averaging the views evens out where a small tracker
+    loses or overshoots an object (``predict.mirror`` of a model's config).
     """
 
     axes: tuple[int, ...] = (SLICE_AXIS_3D,)
     reverse: bool = False
     fusion: str = "mean"  # mean of probabilities | vote (majority of binary masks)
+    mirror: tuple[tuple[int, ...], ...] = ()  # extra views, e.g. ((0, 1),): turned 180 deg
+
+    @property
+    def views(self) -> tuple[tuple[int, ...], ...]:
+        """Frame flips segmented per orientation: the frames as they are, then ``mirror``."""
+        return ((), *self.mirror)
 
     @classmethod
     def from_dict(cls, cfg: dict | None) -> Orientations:
@@ -96,8 +106,12 @@ class _Sequence:
     """
 
     def __init__(self, model, stack01: np.ndarray, image_size: int, chunk_size: int,
-                 crop: bool, passes: int):
+                 crop: bool, passes: int, mirror: tuple[int, ...] = ()):
         self.model, self.image_size, self.full_hw = model, image_size, stack01.shape[1:]
+        self.view = tuple(mirror)  # frame axes flipped: 0 rows, 1 columns
+        self.stack_axes = tuple(1 + a for a in self.view)  # the same in the (T, H, W) stack
+        if self.view:
+            stack01 = np.ascontiguousarray(np.flip(stack01, self.stack_axes))
         self.box = crop_box(stack01) if crop else None
         if self.box is not None:
             rows, cols = self.box
@@ -116,6 +130,10 @@ class _Sequence:
         n = len(self.features)
         inputs = {}
         for prompt, gt_slice in zip(prompts, gt_slices):
+            if self.view:
+                prompt = mirror_prompt(prompt, self.view, self.full_hw)
+                gt_slice = None if gt_slice is None else np.ascontiguousarray(
+                    np.flip(gt_slice, self.view))
             if self.box is not None:
                 rows, cols = self.box
                 gt_slice = None if gt_slice is None else gt_slice[rows, cols]
@@ -127,12 +145,28 @@ class _Sequence:
         logits = logits_to_original(segment_sequence(self.model, features, inputs),
                                     self.hw).numpy()
         logits = logits[::-1] if reverse else logits
-        if self.box is None:
+        if self.box is not None:
+            rows, cols = self.box
+            out = np.full((len(logits), *self.full_hw), -20.0, dtype=np.float32)
+            out[:, rows, cols] = logits
+            logits = out
+        if not self.view:
             return logits
-        rows, cols = self.box
-        out = np.full((len(logits), *self.full_hw), -20.0, dtype=np.float32)
-        out[:, rows, cols] = logits
-        return out
+        return np.ascontiguousarray(np.flip(logits, self.stack_axes))
+
+
+def mirror_prompt(prompt: Prompt, axes: tuple[int, ...], hw: tuple[int, int]) -> Prompt:
+    """``prompt`` on its (H, W) frame flipped along ``axes`` (0 rows, 1 columns): points
+    move to the mirrored pixels, a box keeps its top-left corner first."""
+    pts = np.array(prompt.points, dtype=float).reshape(-1, 2)  # (x, y) pixel indices
+    h, w = hw
+    if 1 in axes:
+        pts[:, 0] = w - 1 - pts[:, 0]
+    if 0 in axes:
+        pts[:, 1] = h - 1 - pts[:, 1]
+    if prompt.labels == [2, 3]:  # box corners
+        pts = np.stack([pts.min(axis=0), pts.max(axis=0)])
+    return replace(prompt, points=pts.tolist())
 
 
 def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict,
@@ -145,23 +179,49 @@ def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict
     logits: dict[str, list[np.ndarray]] = {name: [] for name in prompts}
     directions = (False, True) if orientations.reverse else (False,)
     for axis in orientations.axes:
-        # encoded once per axis, shared by every label and direction
-        seq = _Sequence(model, slices(norm, axis), image_size, chunk_size, crop,
-                        passes=len(prompts) * len(directions))
-        for name, plist in prompts.items():
-            on_axis = [p for p in plist if p.axis == axis]
-            if not on_axis:
-                raise ValueError(f"label '{name}': no prompt stored for axis {axis}")
-            needs_gt = any(p.kind == "mask" for p in on_axis)
-            if needs_gt and label is None:
-                raise ValueError("a mask prompt needs the ground-truth label")
-            target = label == labels[name] if needs_gt else None
-            gt_slices = [np.take(target, p.frame, axis=axis) if p.kind == "mask" else None
-                         for p in on_axis]
-            for reverse in directions:
-                logits[name].append(unslice(seq.logits(on_axis, gt_slices, reverse), axis, 3))
+        # encoded once per axis and view, shared by every label and direction
+        for view in orientations.views:
+            seq = _Sequence(model, slices(norm, axis), image_size, chunk_size, crop,
+                            passes=len(prompts) * len(directions), mirror=view)
+            for name, plist in prompts.items():
+                on_axis = [p for p in plist if p.axis == axis]
+                if not on_axis:
+                    raise ValueError(f"label '{name}': no prompt stored for axis {axis}")
+                needs_gt = any(p.kind == "mask" for p in on_axis)
+                if needs_gt and label is None:
+                    raise ValueError("a mask prompt needs the ground-truth label")
+                target = label == labels[name] if needs_gt else None
+                gt_slices = [np.take(target, p.frame, axis=axis) if p.kind == "mask"
+                             else None for p in on_axis]
+                for reverse in directions:
+                    logits[name].append(unslice(seq.logits(on_axis, gt_slices, reverse),
+                                                axis, 3))
     scores = {labels[name]: orientations.fuse(lgs) for name, lgs in logits.items()}
     return labels_from_scores(scores, image.shape)
+
+
+def prediction_spec(model_cfg: dict) -> dict:
+    """The tracker spec prediction builds: ``predict.image_size``, if set, replaces the
+    training ``image_size``.
+
+    Why: SAM 2's weights do not depend on the input size, and a tracker fine-tuned small on
+    CPU segments small structures better when it sees them larger: its masks come out at a
+    quarter of the input size and its memory at a sixteenth (bench/recipe.py measures it).
+    """
+    size = (model_cfg.get("predict") or {}).get("image_size")
+    return model_cfg if size is None else {**model_cfg, "image_size": int(size)}
+
+
+def mirror_views(model_cfg: dict) -> tuple[tuple[int, ...], ...]:
+    """``predict.mirror`` of a tracker spec: extra views, each a list of frame axes to flip
+    (0 rows, 1 columns); ``[[0, 1]]`` adds the frames turned by 180 degrees,
+    ``[[0], [1], [0, 1]]`` every mirror image as nnU-Net does."""
+    views = tuple(tuple(sorted(set(v))) for v in
+                  (model_cfg.get("predict") or {}).get("mirror") or ())
+    if any(not v or not set(v) <= {0, 1} for v in views) or len(set(views)) < len(views):
+        raise ValueError(f"predict.mirror: {views} must list distinct non-empty sets of "
+                         f"frame axes 0 (rows) and 1 (columns)")
+    return views
 
 
 def predict_dataset(
@@ -178,14 +238,15 @@ def predict_dataset(
         raise ValueError(f"mode_2d must be one of {MODES_2D}, got '{mode_2d}'")
     torch.manual_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the GPU SLURM gave the job
-    model = build_from_config(model_cfg, seed, checkpoint, device)
+    model = build_from_config(prediction_spec(model_cfg), seed, checkpoint, device)
     image_size = model.image_size
-    print(f"predict {dataset_dir} on {device}")
+    print(f"predict {dataset_dir} on {device} at {image_size} px")
     model.eval()
     ds = StandardDataset(dataset_dir)
     prompts = load_prompts(prompts_path)["cases"]
     intensity = _intensity(ds)
-    orientations = Orientations.from_dict(model_cfg.get("orientations"))
+    orientations = replace(Orientations.from_dict(model_cfg.get("orientations")),
+                           mirror=mirror_views(model_cfg))
     crop = bool((model_cfg.get("preprocess") or {}).get("crop", False))  # as in training
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = ds.cases("test")
@@ -201,21 +262,24 @@ def predict_dataset(
                                   ds.labels, image_size, orientations, crop=crop)
         else:
             pred = _predict_image(model, image.array, intensity, case_prompts, label,
-                                  ds.labels, image_size, crop)
+                                  ds.labels, image_size, crop, orientations)
         written.append(write_volume(out_dir / f"{case.case_id}{ds.file_ending}",
                                     Volume(pred, image.affine), is_label=True))
     return written
 
 
 def _predict_image(model, image, intensity, prompts, label, labels, image_size,
-                   crop: bool = False) -> np.ndarray:
-    """One 2D image, each label prompted on the image itself."""
-    seq = _Sequence(model, intensity.apply(image)[None], image_size, 1, crop, len(prompts))
-    scores = {}
-    for name, (prompt, *_) in prompts.items():
-        gt = None if label is None else (label == labels[name])
-        logits = seq.logits([prompt], [gt])[0]
-        scores[labels[name]] = Orientations().fuse([logits])
+                   crop: bool = False, orientations: Orientations = Orientations(),
+                   ) -> np.ndarray:
+    """One 2D image, each label prompted on the image itself (in each mirrored view)."""
+    logits: dict[str, list[np.ndarray]] = {name: [] for name in prompts}
+    for view in orientations.views:
+        seq = _Sequence(model, intensity.apply(image)[None], image_size, 1, crop,
+                        len(prompts), mirror=view)
+        for name, (prompt, *_) in prompts.items():
+            gt = None if label is None else (label == labels[name])
+            logits[name].append(seq.logits([prompt], [gt])[0])
+    scores = {labels[name]: orientations.fuse(lgs) for name, lgs in logits.items()}
     return labels_from_scores(scores, image.shape)
 
 

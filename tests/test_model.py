@@ -242,3 +242,59 @@ def test_stability_fallback_only_for_models_trained_with_candidates(multimask, f
         masks[post] = out["pred_masks"]
     # untrained, the single mask is never stable: the fallback always picks a candidate
     assert torch.equal(masks[False], masks[True]) != falls_back
+
+
+def test_mirrored_view_segments_the_mirrored_frames(tiny, phantom3d):
+    """A mirrored view (``predict.mirror``) is the same model on the flipped frames with the
+    flipped prompt, its logits flipped back: boxes keep their corner order, crops still fit."""
+    from medsam2.data.frames import Intensity, slices
+    from medsam2.data.layout import StandardDataset
+    from medsam2.data.prompts import click_prompt, volume_prompts
+    from medsam2.predict import Orientations, _Sequence, mirror_prompt, predict_volume
+
+    ds = StandardDataset(phantom3d)
+    case = ds.cases("test")[0]
+    image, label = ds.read_image(case).array, ds.read_label(case).array
+    organ = label == 1
+    frame = volume_prompts(organ, "box")[0].frame
+    stack = slices(Intensity("ct", -160, 240).apply(image), 2)
+    mask = np.take(organ, frame, axis=2)
+    for axes in [(0,), (1,), (0, 1)]:
+        flipped = np.flip(mask, axes)
+        assert mirror_prompt(box_prompt(mask, frame), axes, mask.shape) == box_prompt(flipped,
+                                                                                       frame)
+        assert mirror_prompt(click_prompt(mask, frame), axes, mask.shape).points[0] != \
+            click_prompt(mask, frame).points[0]  # moved (the organ is not symmetric)
+        view = _Sequence(tiny, stack, 64, 8, crop=True, passes=1, mirror=axes)
+        direct = _Sequence(tiny, np.flip(stack, [1 + a for a in axes]).copy(), 64, 8,
+                           crop=True, passes=1)
+        got = view.logits([box_prompt(mask, frame)], [None])
+        want = np.flip(direct.logits([box_prompt(flipped, frame)], [None]),
+                       [1 + a for a in axes])
+        assert got.shape == stack.shape
+        assert np.abs(got - want).max() < 1e-4
+    # each view is one more pass over the frames, fused with the others
+    prompts = {"organ": volume_prompts(organ, "mask")}
+    encoded = []
+    forward_image = tiny.forward_image
+    tiny.forward_image = lambda batch: (encoded.append(len(batch)), forward_image(batch))[1]
+    try:
+        pred = predict_volume(tiny, image, Intensity("ct", -160, 240), prompts, label,
+                              {"organ": 1}, 64, Orientations(mirror=((0, 1), (1,))))
+    finally:
+        del tiny.forward_image
+    assert sum(encoded) == 3 * image.shape[2]
+    assert pred.shape == image.shape and set(np.unique(pred)) <= {0, 1}
+
+
+@pytest.mark.parametrize("mirror, ok", [([[0, 1]], True), ([[1], [0], [1, 0]], True),
+                                        ([[]], False), ([[2]], False), ([[0], [0]], False)])
+def test_mirror_views_are_checked(mirror, ok):
+    from medsam2.predict import mirror_views
+
+    if ok:
+        assert len(mirror_views({"predict": {"mirror": mirror}})) == len(mirror)
+    else:
+        with pytest.raises(ValueError, match="predict.mirror"):
+            mirror_views({"predict": {"mirror": mirror}})
+    assert mirror_views({}) == ()

@@ -42,6 +42,7 @@ def mini_config(tmp: Path) -> dict:
             "sam2-mini": {"kind": "sam2", "paper_name": "SAM2", "arch": "tiny",
                           "image_size": 64, "memory": {"policy": "fifo"},
                           "pretrained": "mini-videos",
+                          "predict": {"image_size": 96, "mirror": [[0, 1]]},
                           "train": {"steps": 2, "clip_len": 3}},
         },
         "pretrain": {"mini-videos": {"arch": "tiny", "image_size": 64, "videos": ["twins"],
@@ -93,6 +94,10 @@ def test_demo_shaped_workflow_runs_end_to_end(tmp_path):
     assert (results / "report" / "figures" / "mini3d_per_case.png").stat().st_size > 1000
     # every rule left a log, and prompts are shared: one file per dataset
     assert (results / "logs" / "train" / "medsam2-mini.log").is_file()
+    # trackers predict at predict.image_size where set, else at their training size
+    logs = results / "logs" / "predict" / "mini3d"
+    assert "on cpu at 96 px" in (logs / "sam2-mini.log").read_text()
+    assert "on cpu at 64 px" in (logs / "medsam2-mini.log").read_text()
     assert sorted(p.name for p in (results / "prompts").iterdir()) == ["mini2d.json",
                                                                       "mini3d.json"]
     # One-Prompt template sensitivity: 3 template seeds scored on the 2D set
@@ -151,6 +156,12 @@ def test_longest_training_jobs_are_scheduled_first(tmp_path):
      "models.sam2-mini.multimask_tracking: must equal pretrain.mini-videos.multimask_tracking"),
     (lambda c: c["models"]["sam2-mini"].update(checkpoint="x.pt"),
      "models.sam2-mini.pretrained: give 'pretrained' or 'checkpoint', not both"),
+    (lambda c: c["models"]["sam2-mini"].update(predict={"image_size": 100}),
+     "100 is not a multiple of 32"),
+    (lambda c: c["models"].update(nn={"kind": "nnunet", "predict": {"image_size": 96}}),
+     "models.nn.predict: only trackers ['medsam2', 'sam2'] read it"),
+    (lambda c: c["models"]["sam2-mini"].update(predict={"imagesize": 96}),
+     "Additional properties are not allowed ('imagesize' was unexpected)"),
     (lambda c: c["datasets"]["mini3d"].update(prompt_rate=1.5),
      "1.5 is greater than the maximum of 1"),
 ])
