@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 from tqdm import tqdm
 
 from medsam2.config import add_model_config_args, model_config_from_args
@@ -172,9 +173,11 @@ def mirror_prompt(prompt: Prompt, axes: tuple[int, ...], hw: tuple[int, int]) ->
 def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict,
                    label: np.ndarray | None, labels: dict[str, int], image_size: int,
                    orientations: Orientations = Orientations(), chunk_size: int = 16,
-                   crop: bool = False) -> np.ndarray:
+                   crop: bool = False, connected_to_prompt: bool = False) -> np.ndarray:
     """Label map of one 3D image from per-label prompts: per axis the key slice's, and in
-    the interactive setting those of further slices."""
+    the interactive setting those of further slices; with ``connected_to_prompt`` each
+    label then keeps only what connects to its prompted slices
+    (:func:`keep_prompted_components`)."""
     norm = intensity.apply(image)
     logits: dict[str, list[np.ndarray]] = {name: [] for name in prompts}
     directions = (False, True) if orientations.reverse else (False,)
@@ -197,7 +200,37 @@ def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict
                     logits[name].append(unslice(seq.logits(on_axis, gt_slices, reverse),
                                                 axis, 3))
     scores = {labels[name]: orientations.fuse(lgs) for name, lgs in logits.items()}
-    return labels_from_scores(scores, image.shape)
+    pred = labels_from_scores(scores, image.shape)
+    if connected_to_prompt:
+        used = {name: [p for p in plist if p.axis in orientations.axes]
+                for name, plist in prompts.items()}
+        pred = keep_prompted_components(pred, used, labels)
+    return pred
+
+
+def keep_prompted_components(pred: np.ndarray, prompts: dict[str, list[Prompt]],
+                             labels: dict[str, int]) -> np.ndarray:
+    """Each prompted label keeps only its connected components (face-connected) that
+    reach one of its prompted slices; the rest becomes background.
+
+    Why: a tracker follows the one object it was prompted on, so label voxels that
+    connect to no prompted slice are stray detections (specks on far slices, a look-alike
+    picked up after the object was lost). nnU-Net's postprocessing keeps the largest
+    component where validation says it helps; anchoring on the prompt needs no such
+    choice. A label that kept none of its prompted slices (another label won them in the
+    fusion) is left as it is.
+    """
+    out = pred.copy()
+    for name, plist in prompts.items():
+        value = labels[name]
+        components, n = ndimage.label(pred == value)
+        if n <= 1:
+            continue
+        reached = {int(c) for p in plist
+                   for c in np.unique(np.take(components, p.frame, axis=p.axis))} - {0}
+        if reached:
+            out[(components > 0) & ~np.isin(components, sorted(reached))] = 0
+    return out
 
 
 def prediction_spec(model_cfg: dict) -> dict:
@@ -248,6 +281,7 @@ def predict_dataset(
     orientations = replace(Orientations.from_dict(model_cfg.get("orientations")),
                            mirror=mirror_views(model_cfg))
     crop = bool((model_cfg.get("preprocess") or {}).get("crop", False))  # as in training
+    connected = bool((model_cfg.get("predict") or {}).get("connected_to_prompt", False))
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = ds.cases("test")
     written = []
@@ -259,7 +293,8 @@ def predict_dataset(
         case_prompts = prompts.get(case.case_id, {})
         if image.ndim == 3:
             pred = predict_volume(model, image.array, intensity, case_prompts, label,
-                                  ds.labels, image_size, orientations, crop=crop)
+                                  ds.labels, image_size, orientations, crop=crop,
+                                  connected_to_prompt=connected)
         else:
             pred = _predict_image(model, image.array, intensity, case_prompts, label,
                                   ds.labels, image_size, crop, orientations)

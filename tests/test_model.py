@@ -298,3 +298,28 @@ def test_mirror_views_are_checked(mirror, ok):
         with pytest.raises(ValueError, match="predict.mirror"):
             mirror_views({"predict": {"mirror": mirror}})
     assert mirror_views({}) == ()
+
+
+def test_each_label_keeps_what_connects_to_its_prompted_slices():
+    """Stray label voxels away from the tracked object go; a label whose prompted slice
+    another label won keeps everything (there is nothing to anchor on)."""
+    from medsam2.data.prompts import Prompt
+    from medsam2.predict import keep_prompted_components
+
+    pred = np.zeros((12, 12, 10), np.uint8)
+    pred[2:6, 2:6, 2:7] = 1   # the organ, prompted on slice 4 ...
+    pred[8:10, 8:10, 8] = 1   # ... and a speck far from it
+    pred[3:5, 7:9, 1:4] = 2   # the lesion: two pieces, neither on its prompted slice 6
+    pred[7:9, 2:4, 8:10] = 2
+    prompts = {"organ": [Prompt("mask", 4, [], [])], "lesion": [Prompt("mask", 6, [], [])]}
+    out = keep_prompted_components(pred, prompts, {"organ": 1, "lesion": 2})
+    assert (out == 1).sum() == 4 * 4 * 5 and not out[8:10, 8:10, 8].any()
+    assert np.array_equal(out == 2, pred == 2)
+    # a second prompted slice (the interactive setting) anchors a second piece
+    prompts["organ"].append(Prompt("mask", 8, [], []))
+    assert np.array_equal(keep_prompted_components(pred, prompts, {"organ": 1, "lesion": 2}),
+                          pred)
+    # prompts on another axis anchor through that axis's slices
+    prompts = {"organ": [Prompt("mask", 9, [], [], axis=0)]}
+    out = keep_prompted_components(pred, prompts, {"organ": 1})
+    assert (out == 1).sum() == 4 and (out == 2).sum() == (pred == 2).sum()
