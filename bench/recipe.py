@@ -65,7 +65,7 @@ import yaml
 
 DATASETS = ("synth3d", "synth2d")
 #: keys varied in the model's entry itself; any other key is one of its ``train`` block
-MODEL_KEYS = ("image_size", "predict")
+MODEL_KEYS = ("image_size",)
 
 
 def make_data(config: dict, out: Path, seed: int) -> dict[str, Path]:
@@ -92,17 +92,27 @@ def run(spec: dict, init: Path, data: dict[str, Path], out: Path, seed: int,
         ) -> dict[str, float]:
     """Fine-tune one variant with one training seed; mean test Dice per dataset."""
     out.mkdir(parents=True, exist_ok=True)
-    cfg = json.dumps(spec)
-    scores = {}
     with open(out / "run.log", "w") as log:
-        subprocess.run(["medsam2", "train", "--model-json", cfg, "--dataset-dir",
+        subprocess.run(["medsam2", "train", "--model-json", json.dumps(spec), "--dataset-dir",
                         *(str(data[d]) for d in DATASETS), "--out-dir", str(out), "--seed",
                         str(seed), "--init", str(init), "--threads", "1", "--no-resume"],
                        check=True, stdout=log, stderr=subprocess.STDOUT)
+    return score(spec, out / "checkpoint.pt", data, out)
+
+
+def score(spec: dict, checkpoint: Path, data: dict[str, Path], out: Path,
+          ) -> dict[str, float]:
+    """Predict and evaluate each dataset's test cases with the pipeline's commands; mean
+    test Dice per dataset (``pred_<dataset>/``, ``<dataset>.csv`` and ``run.log`` in
+    ``out``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = json.dumps(spec)
+    scores = {}
+    with open(out / "run.log", "a") as log:
         for name, d in data.items():
             pred = out / f"pred_{name}"
             subprocess.run(["medsam2", "predict", "--model-json", cfg, "--checkpoint",
-                            str(out / "checkpoint.pt"), "--dataset-dir", str(d), "--prompts",
+                            str(checkpoint), "--dataset-dir", str(d), "--prompts",
                             str(d.with_suffix(".prompts.json")), "--out-dir", str(pred),
                             "--threads", "1"], check=True, stdout=log, stderr=subprocess.STDOUT)
             csv = out / f"{name}.csv"

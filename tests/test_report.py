@@ -290,6 +290,27 @@ def test_paper_tables_have_the_papers_rows_columns_and_numbers(paper, tmp_path):
     assert len(trans) == 12 and not (trans.value == "0").any()
 
 
+def test_the_main_model_is_the_last_ablation_step(paper, tmp_path):
+    """Without a '+resampling' variant, the full MedSAM-2 (the main model) fills that row
+    of Table 3 with its own numbers; a main model that is not the full bank does not."""
+    mdir, _, config = paper
+    config["models"].pop("abl0")  # the '+resampling' variant
+    for path in mdir.glob("*/abl0.csv"):
+        path.unlink()
+    config["models"]["medsam2"]["memory"] = {"policy": "self_sorting", "confidence": True,
+                                             "dissimilarity": True, "resampling": True}
+    ctx, _ = build.prepare(mdir, write_config(tmp_path / "full.json", config))
+    ours = {t.name: t for t in build.build_tables(ctx)}["table3_dice"].blocks[0].mean
+    assert list(ours.index)[-1] == "+resampling (medsam2)"
+    assert [r.split(" (")[0] for r in ours.index] == list(ABLATION_STEPS.values())
+    mine = pd.read_csv(mdir / "cadvidset" / "medsam2.csv")
+    assert ours.loc["+resampling (medsam2)", "cadvidset"] == pytest.approx(mine.dice.mean())
+    config["models"]["medsam2"]["memory"]["resampling"] = False
+    ctx, _ = build.prepare(mdir, write_config(tmp_path / "part.json", config))
+    ours = {t.name: t for t in build.build_tables(ctx)}["table3_dice"].blocks[0].mean
+    assert len(ours) == 3 and not any("medsam2)" in r for r in ours.index)
+
+
 def test_missing_ours_show_dash_next_to_reported(paper, tmp_path):
     mdir, cfg, _ = paper
     (mdir / "kits23" / "sam2.csv").unlink()

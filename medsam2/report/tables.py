@@ -342,13 +342,25 @@ def build_table2(ctx: Context) -> list[Table]:
 
 
 def build_table3(ctx: Context) -> list[Table]:
-    """The memory-bank ablation, rows none / +confidence / +dissimilarity / +resampling."""
+    """The memory-bank ablation, rows none / +confidence / +dissimilarity / +resampling.
+
+    The last step is the full MedSAM-2: without a variant of that rank the main model (if
+    it is one, on the ablation's datasets) fills the row, so that no config has to
+    predict twice with the same weights and settings.
+    """
     models = sorted(models_on(ctx, list(ctx.datasets), ablation=True),
                     key=lambda m: ablation_rank(ctx.models[m]))
     rep = ctx.reported[ctx.reported["table"] == "table3_ablation"]
     datasets = [d for d, cfg in ctx.datasets.items()
                 if any(d in ctx.model_datasets(m) for m in models)
                 or (cfg.get("paper_key") and cfg["paper_key"] in set(rep["dataset"]))]
+    main, last = ctx.report_cfg.get("main_model"), len(ABLATION_STEPS) - 1
+    if (models and main in ctx.models and main not in models
+            and ctx.models[main].get("kind") == "medsam2"
+            and ablation_rank(ctx.models[main]) == last
+            and all(ablation_rank(ctx.models[m]) < last for m in models)
+            and set(ctx.model_datasets(main)) & set(datasets)):
+        models.append(main)
     cols = []
     for d in datasets:
         key, smap = ctx.datasets[d].get("paper_key"), ctx.datasets[d].get("paper_structures") or {}
