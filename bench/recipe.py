@@ -63,6 +63,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from medsam2.config import predict_spec
+
 DATASETS = ("synth3d", "synth2d")
 #: keys varied in the model's entry itself; any other key is one of its ``train`` block
 MODEL_KEYS = ("image_size",)
@@ -106,11 +108,11 @@ def score(spec: dict, checkpoint: Path, data: dict[str, Path], out: Path,
     test Dice per dataset (``pred_<dataset>/``, ``<dataset>.csv`` and ``run.log`` in
     ``out``)."""
     out.mkdir(parents=True, exist_ok=True)
-    cfg = json.dumps(spec)
     scores = {}
     with open(out / "run.log", "a") as log:
         for name, d in data.items():
             pred = out / f"pred_{name}"
+            cfg = json.dumps(predict_spec(spec, name))  # as the workflow predicts it
             subprocess.run(["medsam2", "predict", "--model-json", cfg, "--checkpoint",
                             str(checkpoint), "--dataset-dir", str(d), "--prompts",
                             str(d.with_suffix(".prompts.json")), "--out-dir", str(pred),

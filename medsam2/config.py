@@ -37,6 +37,22 @@ def model_datasets(config: dict, model: str) -> list[str]:
     return list(config["models"][model].get("datasets") or config["datasets"])
 
 
+def predict_spec(spec: dict, dataset: str) -> dict:
+    """A model spec as it predicts ``dataset``: its ``predict`` block only where that block
+    applies (``predict.datasets``, default all), without the ``datasets`` key.
+
+    Why: prediction options are tuned on data, like nnU-Net's postprocessing, and one model
+    is evaluated on several datasets; the demo's trackers predict 3D volumes larger than
+    they trained, which helps there and not on the 2D image sets.
+    """
+    block = dict(spec.get("predict") or {})
+    listed = block.pop("datasets", None)
+    out = {k: v for k, v in spec.items() if k != "predict"}
+    if block and (listed is None or dataset in listed):
+        out["predict"] = block
+    return out
+
+
 def is_trained(spec: dict) -> bool:
     return spec.get("kind") in TRACKER_KINDS and "train" in spec
 
@@ -79,6 +95,10 @@ def check_config(config: dict, repo_root: Path = REPO_ROOT) -> None:
             _check_pretrained(config, name)
         if spec.get("predict") and spec["kind"] not in TRACKER_KINDS:
             raise ConfigError(f"{key}.predict: only trackers {sorted(TRACKER_KINDS)} read it")
+        for ds in (spec.get("predict") or {}).get("datasets") or []:
+            if ds not in datasets:
+                raise ConfigError(f"{key}.predict.datasets: '{ds}' is not a dataset of this "
+                                  f"config")
         if spec["kind"] == "sam2" and (spec.get("memory") or {}).get("policy", "fifo") != "fifo":
             raise ConfigError(f"{key}.memory.policy: plain SAM 2 uses 'fifo' memory")
     main = (config.get("report") or {}).get("main_model")

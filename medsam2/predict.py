@@ -243,7 +243,11 @@ def prediction_spec(model_cfg: dict) -> dict:
     CPU segments small structures better when it sees them larger: its masks come out at a
     quarter of the input size and its memory at a sixteenth (bench/recipe.py measures it).
     """
-    size = (model_cfg.get("predict") or {}).get("image_size")
+    block = model_cfg.get("predict") or {}
+    if "datasets" in block:
+        raise ValueError("predict.datasets: choose the datasets' options first "
+                         "(medsam2.config.predict_spec; the workflow does)")
+    size = block.get("image_size")
     return model_cfg if size is None else {**model_cfg, "image_size": int(size)}
 
 

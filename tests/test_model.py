@@ -287,6 +287,20 @@ def test_mirrored_view_segments_the_mirrored_frames(tiny, phantom3d):
     assert pred.shape == image.shape and set(np.unique(pred)) <= {0, 1}
 
 
+def test_predict_options_apply_to_their_datasets_only():
+    from medsam2.config import predict_spec
+    from medsam2.predict import prediction_spec
+
+    spec = {"kind": "medsam2", "image_size": 160,
+            "predict": {"image_size": 224, "datasets": ["vol"]}}
+    assert prediction_spec(predict_spec(spec, "vol"))["image_size"] == 224
+    assert prediction_spec(predict_spec(spec, "img"))["image_size"] == 160
+    assert "predict" not in predict_spec(spec, "img") and spec["predict"]["datasets"] == ["vol"]
+    assert predict_spec({"predict": {"image_size": 224}}, "any")["predict"] == {"image_size": 224}
+    with pytest.raises(ValueError, match="predict.datasets"):
+        prediction_spec(spec)  # unresolved: which dataset is this?
+
+
 @pytest.mark.parametrize("mirror, ok", [([[0, 1]], True), ([[1], [0], [1, 0]], True),
                                         ([[]], False), ([[2]], False), ([[0], [0]], False)])
 def test_mirror_views_are_checked(mirror, ok):

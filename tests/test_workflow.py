@@ -43,7 +43,7 @@ def mini_config(tmp: Path) -> dict:
                           "image_size": 64, "memory": {"policy": "fifo"},
                           "pretrained": "mini-videos",
                           "predict": {"image_size": 96, "mirror": [[0, 1]],
-                                      "connected_to_prompt": True},
+                                      "connected_to_prompt": True, "datasets": ["mini3d"]},
                           "train": {"steps": 2, "clip_len": 3}},
         },
         "pretrain": {"mini-videos": {"arch": "tiny", "image_size": 64, "videos": ["twins"],
@@ -96,9 +96,10 @@ def test_demo_shaped_workflow_runs_end_to_end(tmp_path):
     # every rule left a log, and prompts are shared: one file per dataset
     assert (results / "logs" / "train" / "medsam2-mini.log").is_file()
     # trackers predict at predict.image_size where set, else at their training size
-    logs = results / "logs" / "predict" / "mini3d"
-    assert "on cpu at 96 px" in (logs / "sam2-mini.log").read_text()
-    assert "on cpu at 64 px" in (logs / "medsam2-mini.log").read_text()
+    logs = results / "logs" / "predict"
+    assert "on cpu at 96 px" in (logs / "mini3d" / "sam2-mini.log").read_text()
+    assert "on cpu at 64 px" in (logs / "mini3d" / "medsam2-mini.log").read_text()
+    assert "on cpu at 64 px" in (logs / "mini2d" / "sam2-mini.log").read_text()  # not listed
     assert sorted(p.name for p in (results / "prompts").iterdir()) == ["mini2d.json",
                                                                       "mini3d.json"]
     # One-Prompt template sensitivity: 3 template seeds scored on the 2D set
@@ -161,6 +162,8 @@ def test_longest_training_jobs_are_scheduled_first(tmp_path):
      "100 is not a multiple of 32"),
     (lambda c: c["models"].update(nn={"kind": "nnunet", "predict": {"image_size": 96}}),
      "models.nn.predict: only trackers ['medsam2', 'sam2'] read it"),
+    (lambda c: c["models"]["sam2-mini"].update(predict={"datasets": ["mini4d"]}),
+     "models.sam2-mini.predict.datasets: 'mini4d' is not a dataset of this config"),
     (lambda c: c["models"]["sam2-mini"].update(predict={"imagesize": 96}),
      "Additional properties are not allowed ('imagesize' was unexpected)"),
     (lambda c: c["datasets"]["mini3d"].update(prompt_rate=1.5),

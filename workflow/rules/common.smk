@@ -13,6 +13,7 @@ from medsam2.config import (
     check_config,
     is_trained,
     model_datasets,
+    predict_spec,
     prompt_kind,
 )
 
@@ -61,9 +62,11 @@ def dataset_json(name):
     return f"{RESULTS}/datasets/{name}/dataset.json"
 
 
-def model_json(name):
-    """A model's config as JSON for the command line (changes re-run its rules)."""
-    return json.dumps(config["models"][name], sort_keys=True)
+def model_json(name, dataset=None):
+    """A model's config as JSON for the command line (changes re-run its rules); with a
+    dataset, as it predicts that dataset (its `predict` options where they apply)."""
+    spec = config["models"][name]
+    return json.dumps(spec if dataset is None else predict_spec(spec, dataset), sort_keys=True)
 
 
 def model_resources(name, key, default):

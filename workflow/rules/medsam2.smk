@@ -133,7 +133,7 @@ rule predict_tracker:
     wildcard_constraints:
         model=names_regex(tracker_models()),
     params:
-        cfg=lambda w: model_json(w.model),
+        cfg=lambda w: model_json(w.model, w.dataset),
         dir=lambda w: dataset_dir(w.dataset),
         mode=lambda w: config["datasets"][w.dataset].get("mode_2d", "per_image"),
         seed=SEED,
@@ -162,7 +162,7 @@ rule template_sensitivity:
     wildcard_constraints:
         model=names_regex(tracker_models()),
     params:
-        cfg=lambda w: model_json(w.model),
+        cfg=lambda w: model_json(w.model, w.dataset),
         dir=lambda w: dataset_dir(w.dataset),
         seeds=lambda w: " ".join(str(SEED + k) for k in range(3)),
     threads: 1
