@@ -49,6 +49,17 @@ minutes, so the demo runs 160. Also tried at 160 (seeds 0 / 1): ``lr: 2.0e-3`` 0
 0.727; ``clip_len: 6`` with 800 steps (same time) 0.646 / 0.631; and 192 px with 500
 steps 0.626 / 0.722 (synth2d 0.006 / 0.735: one image-set collapse). Training seeds move
 a run by about 0.07: single runs decide nothing here.
+
+The numbers above were predicted at the training size. Since session 8 each variant is
+predicted as the workflow predicts it, with the model's ``predict`` block where it applies
+(the demo's: 224 px, the 180-degree view and prompt-connected pieces on the volumes;
+``bench/predict_options.py`` compares such options without retraining). Session 8 at
+160 px x 750 steps (seeds 0 / 1, at the training size): 3D clips walking out of their
+object half the time instead of a quarter (a change to ``ClipSampler``, not kept) 0.686 /
+0.682; the memory's parts trained at a tenth of the learning rate (``freeze: []``,
+``lr_scale`` 0.1) 0.768 / 0.628, and with the demo's prediction 0.827 / 0.688 (against
+0.827 / 0.788 frozen); at 0.3 of it 0.644 (0.697); ``memory_attention`` trained at the
+full rate 0.600 (0.633).
 """
 
 from __future__ import annotations

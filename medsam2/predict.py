@@ -239,9 +239,10 @@ def prediction_spec(model_cfg: dict) -> dict:
     """The tracker spec prediction builds: ``predict.image_size``, if set, replaces the
     training ``image_size``.
 
-    Why: SAM 2's weights do not depend on the input size, and a tracker fine-tuned small on
-    CPU segments small structures better when it sees them larger: its masks come out at a
-    quarter of the input size and its memory at a sixteenth (bench/recipe.py measures it).
+    Why: SAM 2's weights do not depend on the input size, and the demo's tracker,
+    fine-tuned small on CPU, tracked its lesions better seeing them larger: its masks come
+    out at a quarter of the input size and its memory at a sixteenth. Single images did
+    not gain (bench/predict_options.py), hence ``predict.datasets``.
     """
     block = model_cfg.get("predict") or {}
     if "datasets" in block:
