@@ -184,20 +184,22 @@ def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict
     logits: dict[str, list[np.ndarray]] = {name: [] for name in prompts}
     directions = (False, True) if orientations.reverse else (False,)
     for axis in orientations.axes:
+        inputs = {}  # label -> (its prompts on this axis, GT slices of its mask prompts)
+        for name, plist in prompts.items():
+            on_axis = [p for p in plist if p.axis == axis]
+            if not on_axis:
+                raise ValueError(f"label '{name}': no prompt stored for axis {axis}")
+            needs_gt = any(p.kind == "mask" for p in on_axis)
+            if needs_gt and label is None:
+                raise ValueError("a mask prompt needs the ground-truth label")
+            target = label == labels[name] if needs_gt else None
+            inputs[name] = (on_axis, [np.take(target, p.frame, axis=axis)
+                                      if p.kind == "mask" else None for p in on_axis])
         # encoded once per axis and view, shared by every label and direction
         for view in orientations.views:
             seq = _Sequence(model, slices(norm, axis), image_size, chunk_size, crop,
                             passes=len(prompts) * len(directions), mirror=view)
-            for name, plist in prompts.items():
-                on_axis = [p for p in plist if p.axis == axis]
-                if not on_axis:
-                    raise ValueError(f"label '{name}': no prompt stored for axis {axis}")
-                needs_gt = any(p.kind == "mask" for p in on_axis)
-                if needs_gt and label is None:
-                    raise ValueError("a mask prompt needs the ground-truth label")
-                target = label == labels[name] if needs_gt else None
-                gt_slices = [np.take(target, p.frame, axis=axis) if p.kind == "mask"
-                             else None for p in on_axis]
+            for name, (on_axis, gt_slices) in inputs.items():
                 for reverse in directions:
                     logits[name].append(unslice(seq.logits(on_axis, gt_slices, reverse),
                                                 axis, 3))
@@ -235,33 +237,40 @@ def keep_prompted_components(pred: np.ndarray, prompts: dict[str, list[Prompt]],
     return out
 
 
-def prediction_spec(model_cfg: dict) -> dict:
-    """The tracker spec prediction builds: ``predict.image_size``, if set, replaces the
-    training ``image_size``.
+@dataclass(frozen=True)
+class PredictOptions:
+    """A tracker's ``predict`` block, read once: input size, mirrored views, and whether
+    3D labels keep only what connects to their prompted slices.
 
-    Why: SAM 2's weights do not depend on the input size, and the demo's tracker,
-    fine-tuned small on CPU, tracked its lesions better seeing them larger: its masks come
-    out at a quarter of the input size and its memory at a sixteenth. Single images did
-    not gain (bench/predict_options.py), hence ``predict.datasets``.
+    Why another input size: SAM 2's weights do not depend on it, and the demo's tracker,
+    fine-tuned small on CPU, tracked its lesions better seeing them larger (its masks come
+    out at a quarter of the input size, its memory at a sixteenth). Single images did not
+    gain (bench/predict_options.py), hence the block's ``datasets``, which the workflow
+    resolves per dataset (:func:`medsam2.config.predict_spec`) before it gets here.
     """
-    block = model_cfg.get("predict") or {}
-    if "datasets" in block:
-        raise ValueError("predict.datasets: choose the datasets' options first "
-                         "(medsam2.config.predict_spec; the workflow does)")
-    size = block.get("image_size")
-    return model_cfg if size is None else {**model_cfg, "image_size": int(size)}
 
+    image_size: int | None = None  # None: the training size
+    mirror: tuple[tuple[int, ...], ...] = ()  # as Orientations.mirror
+    connected_to_prompt: bool = False
 
-def mirror_views(model_cfg: dict) -> tuple[tuple[int, ...], ...]:
-    """``predict.mirror`` of a tracker spec: extra views, each a list of frame axes to flip
-    (0 rows, 1 columns); ``[[0, 1]]`` adds the frames turned by 180 degrees,
-    ``[[0], [1], [0, 1]]`` every mirror image as nnU-Net does."""
-    views = tuple(tuple(sorted(set(v))) for v in
-                  (model_cfg.get("predict") or {}).get("mirror") or ())
-    if any(not v or not set(v) <= {0, 1} for v in views) or len(set(views)) < len(views):
-        raise ValueError(f"predict.mirror: {views} must list distinct non-empty sets of "
-                         f"frame axes 0 (rows) and 1 (columns)")
-    return views
+    @classmethod
+    def from_spec(cls, model_cfg: dict) -> PredictOptions:
+        block = model_cfg.get("predict") or {}
+        if "datasets" in block:
+            raise ValueError("predict.datasets: choose the datasets' options first "
+                             "(medsam2.config.predict_spec; the workflow does)")
+        views = tuple(tuple(sorted(set(v))) for v in block.get("mirror") or ())
+        if any(not v or not set(v) <= {0, 1} for v in views) or len(set(views)) < len(views):
+            raise ValueError(f"predict.mirror: {views} must list distinct non-empty sets of "
+                             f"frame axes 0 (rows) and 1 (columns)")
+        size = block.get("image_size")
+        return cls(None if size is None else int(size), views,
+                   bool(block.get("connected_to_prompt", False)))
+
+    def model_spec(self, model_cfg: dict) -> dict:
+        """The spec the model is built from: ``image_size`` replaced if set."""
+        return model_cfg if self.image_size is None else {**model_cfg,
+                                                           "image_size": self.image_size}
 
 
 def predict_dataset(
@@ -278,7 +287,8 @@ def predict_dataset(
         raise ValueError(f"mode_2d must be one of {MODES_2D}, got '{mode_2d}'")
     torch.manual_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the GPU SLURM gave the job
-    model = build_from_config(prediction_spec(model_cfg), seed, checkpoint, device)
+    options = PredictOptions.from_spec(model_cfg)
+    model = build_from_config(options.model_spec(model_cfg), seed, checkpoint, device)
     image_size = model.image_size
     print(f"predict {dataset_dir} on {device} at {image_size} px")
     model.eval()
@@ -286,9 +296,8 @@ def predict_dataset(
     prompts = load_prompts(prompts_path)["cases"]
     intensity = _intensity(ds)
     orientations = replace(Orientations.from_dict(model_cfg.get("orientations")),
-                           mirror=mirror_views(model_cfg))
+                           mirror=options.mirror)
     crop = bool((model_cfg.get("preprocess") or {}).get("crop", False))  # as in training
-    connected = bool((model_cfg.get("predict") or {}).get("connected_to_prompt", False))
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = ds.cases("test")
     written = []
@@ -301,7 +310,7 @@ def predict_dataset(
         if image.ndim == 3:
             pred = predict_volume(model, image.array, intensity, case_prompts, label,
                                   ds.labels, image_size, orientations, crop=crop,
-                                  connected_to_prompt=connected)
+                                  connected_to_prompt=options.connected_to_prompt)
         else:
             pred = _predict_image(model, image.array, intensity, case_prompts, label,
                                   ds.labels, image_size, crop, orientations)

@@ -289,7 +289,10 @@ def test_mirrored_view_segments_the_mirrored_frames(tiny, phantom3d):
 
 def test_predict_options_apply_to_their_datasets_only():
     from medsam2.config import predict_spec
-    from medsam2.predict import prediction_spec
+    from medsam2.predict import PredictOptions
+
+    def prediction_spec(spec):
+        return PredictOptions.from_spec(spec).model_spec(spec)
 
     spec = {"kind": "medsam2", "image_size": 160,
             "predict": {"image_size": 224, "datasets": ["vol"]}}
@@ -304,7 +307,10 @@ def test_predict_options_apply_to_their_datasets_only():
 @pytest.mark.parametrize("mirror, ok", [([[0, 1]], True), ([[1], [0], [1, 0]], True),
                                         ([[]], False), ([[2]], False), ([[0], [0]], False)])
 def test_mirror_views_are_checked(mirror, ok):
-    from medsam2.predict import mirror_views
+    from medsam2.predict import PredictOptions
+
+    def mirror_views(spec):
+        return PredictOptions.from_spec(spec).mirror
 
     if ok:
         assert len(mirror_views({"predict": {"mirror": mirror}})) == len(mirror)
