@@ -323,13 +323,13 @@ def _predict_image(model, image, intensity, prompts, label, labels, image_size,
                    crop: bool = False, orientations: Orientations = Orientations(),
                    ) -> np.ndarray:
     """One 2D image, each label prompted on the image itself (in each mirrored view)."""
+    frame = intensity.apply(image)[None]
+    gts = {name: None if label is None else label == labels[name] for name in prompts}
     logits: dict[str, list[np.ndarray]] = {name: [] for name in prompts}
     for view in orientations.views:
-        seq = _Sequence(model, intensity.apply(image)[None], image_size, 1, crop,
-                        len(prompts), mirror=view)
+        seq = _Sequence(model, frame, image_size, 1, crop, len(prompts), mirror=view)
         for name, (prompt, *_) in prompts.items():
-            gt = None if label is None else (label == labels[name])
-            logits[name].append(seq.logits([prompt], [gt])[0])
+            logits[name].append(seq.logits([prompt], [gts[name]])[0])
     scores = {labels[name]: orientations.fuse(lgs) for name, lgs in logits.items()}
     return labels_from_scores(scores, image.shape)
 
