@@ -2,7 +2,7 @@
 # Default config: the CPU demo. Paper reproduction: --configfile config/paper.yaml.
 from pathlib import Path
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -14,26 +14,24 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
-
-
 report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
 wildcard_constraints:
-    model=names_regex(list(config["models"])),
+    model=names_regex(list(SPEC.models)),
 
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/prompts.smk"
 include: "workflow/rules/medsam2.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
 # One folder per baseline kind: included when a model of that kind is configured.
-for _kind in sorted({spec["kind"] for spec in config["models"].values()}):
+for _kind in sorted({spec.kind for spec in SPEC.models.values()}):
     if (Path(workflow.basedir) / "baselines" / _kind / "rules.smk").is_file():
 
         include: f"baselines/{_kind}/rules.smk"

@@ -25,7 +25,7 @@ import torch
 from scipy import ndimage
 from tqdm import tqdm
 
-from medsam2.config import add_model_config_args, model_config_from_args
+from medsam2.config import add_model_config_args, tracker_spec_from_args
 from medsam2.data.frames import (
     Intensity,
     logits_to_original,
@@ -36,8 +36,9 @@ from medsam2.data.frames import (
 from medsam2.data.layout import StandardDataset, Volume, write_volume
 from medsam2.data.preprocess import crop_box
 from medsam2.data.prompts import SLICE_AXIS_3D, Prompt, load_prompts, make_prompt
-from medsam2.model.build import build_from_config
+from medsam2.model.build import build_from_spec
 from medsam2.model.predictor import ChunkedFeatures, ReversedFeatures, segment_sequence
+from medsam2.spec import TrackerSpec
 
 MODES_2D = ("per_image", "one_prompt")
 
@@ -69,15 +70,10 @@ class Orientations:
         return ((), *self.mirror)
 
     @classmethod
-    def from_dict(cls, cfg: dict | None) -> Orientations:
-        cfg = dict(cfg or {})
-        out = cls(tuple(cfg.pop("axes", (SLICE_AXIS_3D,))), bool(cfg.pop("reverse", False)),
-                  str(cfg.pop("fusion", "mean")))
-        if cfg:
-            raise ValueError(f"orientations: unknown keys {sorted(cfg)}")
-        if out.fusion not in ("mean", "vote") or not set(out.axes) <= {0, 1, 2}:
-            raise ValueError(f"orientations: bad value {out}")
-        return out
+    def from_spec(cls, spec: TrackerSpec) -> Orientations:
+        """A tracker's ``orientations`` block with its ``predict.mirror`` views."""
+        block = spec.orientations
+        return cls(tuple(block.axes), block.reverse, block.fusion, spec.predict.views)
 
     def fuse(self, logits: list[np.ndarray]) -> np.ndarray:
         """Foreground score in [0, 1] from per-orientation logits."""
@@ -237,44 +233,8 @@ def keep_prompted_components(pred: np.ndarray, prompts: dict[str, list[Prompt]],
     return out
 
 
-@dataclass(frozen=True)
-class PredictOptions:
-    """A tracker's ``predict`` block, read once: input size, mirrored views, and whether
-    3D labels keep only what connects to their prompted slices.
-
-    Why another input size: SAM 2's weights do not depend on it, and the demo's tracker,
-    fine-tuned small on CPU, tracked its lesions better seeing them larger (its masks come
-    out at a quarter of the input size, its memory at a sixteenth). Single images did not
-    gain (bench/predict_options.py), hence the block's ``datasets``, which the workflow
-    resolves per dataset (:func:`medsam2.config.predict_spec`) before it gets here.
-    """
-
-    image_size: int | None = None  # None: the training size
-    mirror: tuple[tuple[int, ...], ...] = ()  # as Orientations.mirror
-    connected_to_prompt: bool = False
-
-    @classmethod
-    def from_spec(cls, model_cfg: dict) -> PredictOptions:
-        block = model_cfg.get("predict") or {}
-        if "datasets" in block:
-            raise ValueError("predict.datasets: choose the datasets' options first "
-                             "(medsam2.config.predict_spec; the workflow does)")
-        views = tuple(tuple(sorted(set(v))) for v in block.get("mirror") or ())
-        if any(not v or not set(v) <= {0, 1} for v in views) or len(set(views)) < len(views):
-            raise ValueError(f"predict.mirror: {views} must list distinct non-empty sets of "
-                             f"frame axes 0 (rows) and 1 (columns)")
-        size = block.get("image_size")
-        return cls(None if size is None else int(size), views,
-                   bool(block.get("connected_to_prompt", False)))
-
-    def model_spec(self, model_cfg: dict) -> dict:
-        """The spec the model is built from: ``image_size`` replaced if set."""
-        return model_cfg if self.image_size is None else {**model_cfg,
-                                                           "image_size": self.image_size}
-
-
 def predict_dataset(
-    model_cfg: dict,
+    spec: TrackerSpec,
     checkpoint: Path | None,
     dataset_dir: Path,
     prompts_path: Path,
@@ -282,22 +242,27 @@ def predict_dataset(
     seed: int = 0,
     mode_2d: str = "per_image",
 ) -> list[Path]:
-    """Write one prediction per test case; returns their paths."""
+    """Write one prediction per test case; returns their paths.
+
+    ``spec`` is the tracker as it predicts this dataset (``TrackerSpec.for_dataset``, as
+    the workflow hands it): its ``predict`` options apply as they are.
+    """
+    if spec.predict.datasets is not None:
+        raise ValueError("predict.datasets: choose the dataset's options first "
+                         "(TrackerSpec.for_dataset; the workflow does)")
     if mode_2d not in MODES_2D:
         raise ValueError(f"mode_2d must be one of {MODES_2D}, got '{mode_2d}'")
     torch.manual_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the GPU SLURM gave the job
-    options = PredictOptions.from_spec(model_cfg)
-    model = build_from_config(options.model_spec(model_cfg), seed, checkpoint, device)
+    model = build_from_spec(spec.prediction_spec(), seed, checkpoint, device)
     image_size = model.image_size
     print(f"predict {dataset_dir} on {device} at {image_size} px")
     model.eval()
     ds = StandardDataset(dataset_dir)
     prompts = load_prompts(prompts_path)["cases"]
     intensity = _intensity(ds)
-    orientations = replace(Orientations.from_dict(model_cfg.get("orientations")),
-                           mirror=options.mirror)
-    crop = bool((model_cfg.get("preprocess") or {}).get("crop", False))  # as in training
+    orientations = Orientations.from_spec(spec)
+    crop = spec.preprocess is not None and spec.preprocess.crop  # as in training
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = ds.cases("test")
     written = []
@@ -310,7 +275,7 @@ def predict_dataset(
         if image.ndim == 3:
             pred = predict_volume(model, image.array, intensity, case_prompts, label,
                                   ds.labels, image_size, orientations, crop=crop,
-                                  connected_to_prompt=options.connected_to_prompt)
+                                  connected_to_prompt=spec.predict.connected_to_prompt)
         else:
             pred = _predict_image(model, image.array, intensity, case_prompts, label,
                                   ds.labels, image_size, crop, orientations)
@@ -373,9 +338,8 @@ def _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed) -> 
 
 def _cli(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    model_cfg = model_config_from_args(args)
-    predict_dataset(model_cfg, args.checkpoint, args.dataset_dir, args.prompts, args.out_dir,
-                    seed=args.seed, mode_2d=args.mode_2d)
+    predict_dataset(tracker_spec_from_args(args), args.checkpoint, args.dataset_dir,
+                    args.prompts, args.out_dir, seed=args.seed, mode_2d=args.mode_2d)
     return 0
 
 

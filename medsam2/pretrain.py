@@ -19,19 +19,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medsam2.config import add_model_config_args, model_config_from_args
 from medsam2.data.frames import to_model_frames
 from medsam2.data.prompts import make_prompt
 from medsam2.data.videos import VIDEOS, VideoSampler
-from medsam2.model.build import build_from_config
-from medsam2.train import TrainConfig, encode_clip, train
+from medsam2.model.build import build_from_spec
+from medsam2.spec import PretrainSpec
+from medsam2.train import encode_clip, train
+from medsam2.typed import parse
 
-#: video kinds of a pretrain entry without a ``videos`` key
-DEFAULT_VIDEOS = ("twins", "nested", "nested-vanish")
 #: own - other Dice below which a pretraining is reported as not tracking
 MIN_MARGIN = 0.3
-#: new initialisations tried when a pretraining does not track
-DEFAULT_RESTARTS = 2
 
 
 def tracking_scores(model, make_clip: Callable, rng: np.random.Generator, frames: int = 4,
@@ -69,7 +66,7 @@ def tracking_scores(model, make_clip: Callable, rng: np.random.Generator, frames
     return float(np.mean(own)), float(np.mean(other))
 
 
-def pretrain(spec: dict, out_dir: Path, seed: int = 0, resume: bool = True) -> Path:
+def pretrain(entry: PretrainSpec, out_dir: Path, seed: int = 0, resume: bool = True) -> Path:
     """Train ``spec`` (a ``pretrain`` entry of the config: architecture keys, ``videos``,
     ``restarts`` and ``train``) on synthetic videos; returns ``out_dir/checkpoint.pt``.
 
@@ -79,11 +76,9 @@ def pretrain(spec: dict, out_dir: Path, seed: int = 0, resume: bool = True) -> P
     gives the fine-tuned trackers nothing to start from. Such a run is started again from
     another initialisation (seed + 1000 x attempt), at most ``restarts`` times.
     """
-    spec = dict(spec)
-    kinds = list(spec.pop("videos", DEFAULT_VIDEOS))
-    restarts = int(spec.pop("restarts", DEFAULT_RESTARTS))
-    spec.setdefault("memory", {"policy": "fifo"})  # SAM 2's memory, as Meta trains it
-    frames = TrainConfig.from_dict(spec.get("train")).clip_len  # checked on clips as trained
+    spec = entry.tracker()  # SAM 2 with FIFO memory, as Meta trains it
+    kinds, restarts = list(entry.videos), entry.restarts
+    frames = entry.train.clip_len  # tracking is checked on clips as long as trained
     # The attempt in progress is on disk: a resumed job continues the run it was killed
     # in (last.pt holds that attempt's weights), under that attempt's seed and label.
     state = out_dir / "attempt.json"
@@ -94,7 +89,7 @@ def pretrain(spec: dict, out_dir: Path, seed: int = 0, resume: bool = True) -> P
         state.write_text(json.dumps({"attempt": attempt, "seed": run_seed}) + "\n")
         final = train(spec, [], out_dir, seed=run_seed, resume=resume and attempt == first,
                       sampler=VideoSampler(kinds))
-        model = build_from_config(spec, run_seed, final, postprocessing=False)
+        model = build_from_spec(spec, run_seed, final, postprocessing=False)
         rng = np.random.default_rng([run_seed, 1])  # clips the training never drew
         scores = {}
         for kind in kinds:
@@ -116,14 +111,15 @@ def pretrain(spec: dict, out_dir: Path, seed: int = 0, resume: bool = True) -> P
 
 def _cli(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    pretrain(model_config_from_args(args), args.out_dir, seed=args.seed,
+    entry = parse(PretrainSpec, json.loads(args.spec_json), "--spec-json")
+    pretrain(entry, args.out_dir, seed=args.seed,
              resume=not args.no_resume)
     return 0
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("pretrain", help="pretrain a tracker on synthetic videos")
-    add_model_config_args(p)
+    p.add_argument("--spec-json", required=True, help="a `pretrain` entry's spec as JSON")
     p.add_argument("--out-dir", required=True, type=Path)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1,

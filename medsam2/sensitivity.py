@@ -16,12 +16,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from medsam2.config import add_model_config_args, model_config_from_args
+from medsam2.config import add_model_config_args, tracker_spec_from_args
 from medsam2.evaluate import evaluate_dataset
 from medsam2.predict import predict_dataset
+from medsam2.spec import TrackerSpec
 
 
-def template_sensitivity(model_cfg: dict, checkpoint: Path | None, dataset_dir: Path,
+def template_sensitivity(spec: TrackerSpec, checkpoint: Path | None, dataset_dir: Path,
                          prompts: Path, seeds: list[int], model: str,
                          out_csv: Path) -> pd.DataFrame:
     """Dice/HD95 per (seed, case, label) of One-Prompt runs with different templates."""
@@ -29,7 +30,7 @@ def template_sensitivity(model_cfg: dict, checkpoint: Path | None, dataset_dir: 
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             pred_dir = Path(tmp) / f"seed{seed}"
-            predict_dataset(model_cfg, checkpoint, dataset_dir, prompts, pred_dir, seed=seed,
+            predict_dataset(spec, checkpoint, dataset_dir, prompts, pred_dir, seed=seed,
                             mode_2d="one_prompt")
             template = json.loads((pred_dir / "one_prompt_template.json").read_text())
             df = evaluate_dataset(dataset_dir, pred_dir, dataset_dir.name, model,
@@ -46,7 +47,7 @@ def template_sensitivity(model_cfg: dict, checkpoint: Path | None, dataset_dir: 
 
 def _cli(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    template_sensitivity(model_config_from_args(args), args.checkpoint, args.dataset_dir,
+    template_sensitivity(tracker_spec_from_args(args), args.checkpoint, args.dataset_dir,
                          args.prompts, args.seeds, args.model, args.out)
     return 0
 

@@ -22,7 +22,6 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,58 +31,15 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
-from medsam2.config import add_model_config_args, model_config_from_args
+from medsam2.config import add_model_config_args, tracker_spec_from_args
 from medsam2.data.frames import Intensity, slices, to_model_frames, to_model_masks
 from medsam2.data.layout import StandardDataset
 from medsam2.data.preprocess import is_cache, load_cache
 from medsam2.data.prompts import SLICE_AXIS_3D, make_prompt
 from medsam2.data.videos import VideoSampler
-from medsam2.model.build import build_from_config, read_checkpoint, save_checkpoint
-
-
-@dataclass
-class TrainConfig:
-    """Training hyper-parameters (the ``train`` mapping of a model's config)."""
-
-    steps: int = 200
-    clip_len: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.05
-    grad_clip: float = 1.0
-    prompt_probs: tuple[float, float, float] = (0.5, 0.25, 0.25)  # mask, click, box
-    box_jitter: float = 0.1
-    save_every: int = 50
-    max_corrections: int = 2  # frames per clip corrected with a click (0 to 2, uniform)
-    objects: int = 1  # labels per clip tracked side by side on one image-encoder pass
-    # Fraction of steps that train the prompt path on a single frame with a click or a box
-    # (SAM 2 mixes images with videos). Clips of the other steps are prompted as
-    # ``prompt_probs`` says. Why: a from-scratch decoder's early click/box masks are poor,
-    # a memory encoded from them contradicts the next frames, and the model learns to
-    # ignore its memory for good (bench/memory_use.py shows it); mask-prompted clips keep
-    # the memory truthful while single frames teach clicks and boxes.
-    single_frame_fraction: float = 0.0
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    device: str = "auto"  # auto | cpu | cuda
-    freeze: tuple[str, ...] = ()  # parameter-name prefixes kept frozen, e.g. image_encoder
-    lr_scale: dict[str, float] = field(default_factory=dict)  # name prefix -> LR factor
-    augment: bool = False  # flips, 90-degree turns, contrast/brightness/gamma per clip
-    # Share of each training dataset (in the order of ``datasets``) among the clips;
-    # empty: every 3D case and every 2D image set is equally likely, so a dozen volumes
-    # outweigh one image set twelve to one.
-    dataset_weights: tuple[float, ...] = ()
-
-    @classmethod
-    def from_dict(cls, cfg: dict | None) -> TrainConfig:
-        cfg = dict(cfg or {})
-        cfg.pop("datasets", None)
-        unknown = set(cfg) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"train: unknown keys {sorted(unknown)}")
-        for key in ("prompt_probs", "freeze", "dataset_weights"):
-            if key in cfg:
-                cfg[key] = tuple(cfg[key])
-        return cls(**cfg)
+from medsam2.model.build import build_from_spec, read_checkpoint, save_checkpoint
+from medsam2.spec import TrackerSpec, TrainSpec
+from medsam2.typed import to_plain
 
 
 class ClipSampler:
@@ -217,7 +173,7 @@ def augment_clip(images: np.ndarray, masks: np.ndarray, rng: np.random.Generator
 SINGLE_FRAME_PROMPTS = (0.0, 0.5, 0.5)
 
 
-def param_groups(model: torch.nn.Module, tcfg: TrainConfig) -> list[dict]:
+def param_groups(model: torch.nn.Module, tcfg: TrainSpec) -> list[dict]:
     """Trainable parameters grouped by learning rate (``lr_scale``: prefix -> factor).
 
     SAM 2's own recipe trains parts at different rates (vision_lr vs lr), e.g. a slower
@@ -366,7 +322,7 @@ def _device(name: str) -> torch.device:
 
 
 def train(
-    model_cfg: dict,
+    spec: TrackerSpec,
     dataset_dirs: list[Path],
     out_dir: Path,
     seed: int = 0,
@@ -387,12 +343,12 @@ def train(
     """
     rank, world = _distributed()
     torch.manual_seed(seed)
-    tcfg = TrainConfig.from_dict(model_cfg.get("train"))
+    tcfg = spec.train or TrainSpec()
     device = _device(tcfg.device)
     print(f"train rank {rank}/{world} on {device} "
           f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')})")
-    start_from = init or model_cfg.get("checkpoint")
-    model = build_from_config(model_cfg, seed, start_from, device, postprocessing=False)
+    start_from = init or spec.checkpoint
+    model = build_from_spec(spec, seed, start_from, device, postprocessing=False)
     image_size = model.image_size
     for name, p in model.named_parameters():
         p.requires_grad_(not any(name.startswith(f) for f in tcfg.freeze))
@@ -419,7 +375,8 @@ def train(
             rng = np.random.default_rng([seed, rank, start])
     if sampler is None:
         sampler = ClipSampler(dataset_dirs, image_size, tcfg.dataset_weights)
-    resolved = {**model_cfg, "train": {**vars(tcfg), "datasets": [str(d) for d in dataset_dirs]},
+    resolved = {**to_plain(spec),
+                "train": {**to_plain(tcfg), "datasets": [str(d) for d in dataset_dirs]},
                 "seed": seed, "world_size": world,
                 "init": None if start_from is None else str(start_from)}
     lead = rank == 0
@@ -480,7 +437,7 @@ def train(
 
 
 def _simulated_prompts(masks: np.ndarray, image_size: int, probs: tuple[float, float, float],
-                       tcfg: TrainConfig, rng: np.random.Generator, device: torch.device,
+                       tcfg: TrainSpec, rng: np.random.Generator, device: torch.device,
                        ) -> tuple[tuple, tuple]:
     """A mask / click / box prompt (``probs``) on frame 0 and the frames to correct."""
     kind = rng.choice(["mask", "click", "box"], p=list(probs))
@@ -531,8 +488,8 @@ def _plain(obj):
 
 def _cli(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    model_cfg = model_config_from_args(args)
-    train(model_cfg, args.dataset_dir, args.out_dir, seed=args.seed, resume=not args.no_resume,
+    spec = tracker_spec_from_args(args)
+    train(spec, args.dataset_dir, args.out_dir, seed=args.seed, resume=not args.no_resume,
           init=args.init)
     return 0
 

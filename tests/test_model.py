@@ -127,8 +127,6 @@ def test_six_orientation_fusion_runs_and_votes(tiny, phantom3d):
     key = prompts["organ"][0].frame
     assert (one[..., key] == (label[..., key] == 1)).mean() > 0.95
     assert six.fuse([np.array([5.0]), np.array([-5.0]), np.array([1.0])])[0] == 2 / 3
-    with pytest.raises(ValueError, match="unknown keys"):
-        Orientations.from_dict({"axis": 1})
 
 
 def test_volume_frames_are_encoded_once_for_all_labels_and_directions(tiny, phantom3d):
@@ -287,37 +285,36 @@ def test_mirrored_view_segments_the_mirrored_frames(tiny, phantom3d):
     assert pred.shape == image.shape and set(np.unique(pred)) <= {0, 1}
 
 
-def test_predict_options_apply_to_their_datasets_only():
-    from medsam2.config import predict_spec
-    from medsam2.predict import PredictOptions
+def test_predict_options_apply_to_their_datasets_only(phantom3d, tmp_path):
+    from medsam2.predict import Orientations, predict_dataset
+    from medsam2.spec import PredictSpec, TrackerSpec
+    from medsam2.typed import parse
 
-    def prediction_spec(spec):
-        return PredictOptions.from_spec(spec).model_spec(spec)
-
-    spec = {"kind": "medsam2", "image_size": 160,
-            "predict": {"image_size": 224, "datasets": ["vol"]}}
-    assert prediction_spec(predict_spec(spec, "vol"))["image_size"] == 224
-    assert prediction_spec(predict_spec(spec, "img"))["image_size"] == 160
-    assert "predict" not in predict_spec(spec, "img") and spec["predict"]["datasets"] == ["vol"]
-    assert predict_spec({"predict": {"image_size": 224}}, "any")["predict"] == {"image_size": 224}
-    with pytest.raises(ValueError, match="predict.datasets"):
-        prediction_spec(spec)  # unresolved: which dataset is this?
+    spec = parse(TrackerSpec, {"kind": "medsam2", "image_size": 160, "checkpoint": "c.pt",
+                               "predict": {"image_size": 224, "mirror": [[1, 0]],
+                                           "datasets": ["vol"]}})
+    vol, img = spec.for_dataset("vol"), spec.for_dataset("img")
+    assert vol.prediction_spec().image_size == 224 and vol.predict.datasets is None
+    assert Orientations.from_spec(vol).views == ((), (0, 1))
+    assert img.prediction_spec().image_size == 160 and img.predict == PredictSpec()
+    assert Orientations.from_spec(img).views == ((),)
+    assert spec.predict.datasets == ("vol",)  # the spec itself is left as it was
+    with pytest.raises(ValueError, match="predict.datasets"):  # which dataset is this?
+        predict_dataset(spec, None, phantom3d, tmp_path / "p.json", tmp_path / "out")
 
 
 @pytest.mark.parametrize("mirror, ok", [([[0, 1]], True), ([[1], [0], [1, 0]], True),
                                         ([[]], False), ([[2]], False), ([[0], [0]], False)])
 def test_mirror_views_are_checked(mirror, ok):
-    from medsam2.predict import PredictOptions
-
-    def mirror_views(spec):
-        return PredictOptions.from_spec(spec).mirror
+    from medsam2.spec import PredictSpec
+    from medsam2.typed import SpecError, parse
 
     if ok:
-        assert len(mirror_views({"predict": {"mirror": mirror}})) == len(mirror)
+        assert len(parse(PredictSpec, {"mirror": mirror}, "predict").views) == len(mirror)
     else:
-        with pytest.raises(ValueError, match="predict.mirror"):
-            mirror_views({"predict": {"mirror": mirror}})
-    assert mirror_views({}) == ()
+        with pytest.raises(SpecError, match=r"predict.mirror"):
+            parse(PredictSpec, {"mirror": mirror}, "predict")
+    assert parse(PredictSpec, {}).views == ()
 
 
 def test_each_label_keeps_what_connects_to_its_prompted_slices():

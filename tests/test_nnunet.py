@@ -24,10 +24,10 @@ from baselines.nnunet.runner import (
     link_raw,
     nnunet_name,
     resolve_configuration,
-    spec_from_config,
     train,
     variant_from_identifier,
 )
+from baselines.nnunet.spec import NnunetSpec
 from medsam2.data.layout import (
     LayoutError,
     StandardDataset,
@@ -40,6 +40,7 @@ from medsam2.data.layout import (
 )
 from medsam2.data.phantoms import make_phantom_dataset
 from medsam2.evaluate import evaluate_dataset
+from medsam2.typed import SpecError, parse
 
 BENCHMARK_KEYS = ("atlas23 btcv cadvidset cas23 crossmoda23 kits23 lnq23 pendal refuge segrap23 "
                   "stare tdsc_abus23 toothfairy23 wbc synth3d synth2d").split()
@@ -69,9 +70,13 @@ def tiny_volumes(root: Path, n_cases: int = 6, n_test: int = 2, seed: int = 0) -
 # -- config and naming (fast) ---------------------------------------------------------
 
 
+def spec_from_config(model: dict) -> NnunetSpec:
+    return parse(NnunetSpec, model, "models.m")
+
+
 def test_spec_defaults_are_nnunets_own() -> None:
     spec = spec_from_config({"kind": "nnunet", "paper_name": "nnUNet"})
-    assert spec.configuration == "auto" and spec.folds == (0,) and spec.schedule is None
+    assert spec.configuration == "auto" and spec.fold_list == (0,) and spec.schedule is None
     assert spec.tta and spec.device == "auto"
 
 
@@ -90,13 +95,15 @@ def test_spec_defaults_are_nnunets_own() -> None:
     ({"trainer": "nnUNetTrainer_5epochs"}, "unknown key"),
 ])
 def test_spec_rejects_bad_keys(bad: dict, key: str) -> None:
-    with pytest.raises(NnunetError, match=key):
+    with pytest.raises(SpecError, match=key) as err:
         spec_from_config({"kind": "nnunet", **bad})
+    assert str(err.value).startswith("models.m.") and len(str(err.value).splitlines()) <= 2
 
 
 def test_spec_folds_forms() -> None:
-    assert spec_from_config({"kind": "nnunet", "folds": "all"}).folds == ("all",)
-    assert spec_from_config({"kind": "nnunet", "folds": [0, 1, 2, 3, 4]}).folds == (0, 1, 2, 3, 4)
+    assert spec_from_config({"kind": "nnunet", "folds": "all"}).fold_list == ("all",)
+    assert spec_from_config({"kind": "nnunet", "folds": [0, 1, 2, 3, 4]}).fold_list == (
+        0, 1, 2, 3, 4)
 
 
 def test_plans_identifier_round_trip() -> None:

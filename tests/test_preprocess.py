@@ -70,8 +70,11 @@ def test_dataset_cache_round_trip_and_training_from_it(phantom3d, tmp_path):
     sampler = ClipSampler([tmp_path / "cache"], 64)
     images, masks = sampler.sample(np.random.default_rng(0), 4)
     assert images.shape == (4, 64, 64) and masks[0].any()
-    cfg = {"arch": "tiny", "image_size": 64, "memory": {"policy": "fifo"},
-           "train": {"steps": 2, "clip_len": 3}}
+    from medsam2.spec import TrackerSpec
+    from medsam2.typed import parse
+
+    cfg = parse(TrackerSpec, {"kind": "sam2", "arch": "tiny", "image_size": 64,
+                              "train": {"steps": 2, "clip_len": 3}})
     ckpt = read_checkpoint(train(cfg, [tmp_path / "cache"], tmp_path / "run", seed=0))
     assert ckpt["step"] == 2
     bad = tmp_path / "cache" / "index.json"

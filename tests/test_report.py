@@ -28,6 +28,7 @@ from medsam2.data.layout import (
 )
 from medsam2.report import build, overlays, render, stats
 from medsam2.report.build import METRIC_COLUMNS
+from medsam2.report.files import report_files
 from medsam2.report.tables import ABLATION_STEPS, MISSING, load_reported
 
 PAPER_DATASETS = ("wbc", "refuge", "stare", "pendal", "cadvidset", "kits23", "atlas23",
@@ -74,10 +75,11 @@ def hand(tmp_path: Path) -> tuple[Path, Path]:
     """dA: 2 labels, 2 cases; dB: 1 label, 2 cases. m3 has no metrics file (not run)."""
     config = {
         "seed": 7,
-        "datasets": {"dA": {"prompt": "box"}, "dB": {"prompt": "click"}},
+        "datasets": {"dA": {"source": "local", "path": "dA", "prompt": "box"},
+                     "dB": {"source": "local", "path": "dB", "prompt": "click"}},
         "models": {
-            "m1": {"kind": "medsam2", "paper_name": "MedSAM-2"},
-            "m2": {"kind": "sam2", "paper_name": "SAM2"},
+            "m1": {"kind": "medsam2", "paper_name": "MedSAM-2", "checkpoint": "m1.pt"},
+            "m2": {"kind": "sam2", "paper_name": "SAM2", "checkpoint": "m2.pt"},
             "m3": {"kind": "nnunet", "datasets": ["dA"]},
         },
         "evaluate": {"hd95_penalty": "diagonal"},
@@ -160,7 +162,7 @@ def test_summary_csv_and_missing_pair(hand, tmp_path):
     assert m2.vs_model == "m1" and m2.n_pairs == 2
     assert m2.ci_low <= m2["mean"] <= m2.ci_high
     assert m2.median_main_minus_model == pytest.approx(0.1)
-    for name in build.report_files(["dA", "dB"]):
+    for name in report_files(["dA", "dB"]):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
 
 
@@ -180,7 +182,7 @@ def test_bad_inputs_name_the_file(hand, tmp_path):
         build.prepare(mdir, cfg)
     broken = tmp_path / "broken.json"
     broken.write_text('{"datasets": {}}')
-    with pytest.raises(ValueError, match="broken.json: key 'models'"):
+    with pytest.raises(ValueError, match="broken.json: datasets: required"):
         build.load_config(broken)
 
 
@@ -203,13 +205,13 @@ def paper_config() -> dict:
     datasets["btcv"]["paper_structures"] = {f"organ{i}": s for i, s in
                                             enumerate(BTCV_STRUCTURES, 1)}
     models = {
-        "medsam2": {"kind": "medsam2", "paper_name": "MedSAM-2"},
-        "sam2": {"kind": "sam2", "paper_name": "SAM2"},
+        "medsam2": {"kind": "medsam2", "paper_name": "MedSAM-2", "checkpoint": "m.pt"},
+        "sam2": {"kind": "sam2", "paper_name": "SAM2", "checkpoint": "s.pt"},
         "nnunet": {"kind": "nnunet", "paper_name": "nnUNet"},
     }
     steps = list(ABLATION_STEPS)
     for i, name in enumerate(reversed(steps)):  # config order deliberately reversed
-        models[f"abl{i}"] = {"kind": "medsam2", "paper_name": name,
+        models[f"abl{i}"] = {"kind": "medsam2", "paper_name": name, "checkpoint": "m.pt",
                              "datasets": ["cadvidset", "btcv"]}
     return {"seed": 0, "datasets": datasets, "models": models,
             "evaluate": {"hd95_penalty": "diagonal"}, "report": {"main_model": "medsam2"}}
@@ -355,9 +357,10 @@ def tiny_datasets(root: Path, preds: Path) -> dict:
             write_volume(preds / "synth2d" / m / f"im{i}.png",
                          Volume(np.roll(lab, shift, axis=1)), is_label=True)
     write_dataset_json(root / "synth2d", {"cell": 1}, 0, ".png")
-    return {"seed": 0, "datasets": {"synth3d": {"prompt": "box"}, "synth2d": {"prompt": "box"}},
-            "models": {"mA": {"kind": "medsam2", "paper_name": "MedSAM-2"},
-                       "mB": {"kind": "sam2", "paper_name": "SAM2"}},
+    return {"seed": 0, "datasets": {d: {"source": "local", "path": d, "prompt": "box"}
+                                    for d in ("synth3d", "synth2d")},
+            "models": {"mA": {"kind": "medsam2", "paper_name": "MedSAM-2", "checkpoint": "a.pt"},
+                       "mB": {"kind": "sam2", "paper_name": "SAM2", "checkpoint": "b.pt"}},
             "evaluate": {"hd95_penalty": "diagonal"}, "report": {"main_model": "mA"}}
 
 
@@ -402,16 +405,8 @@ def test_figures_and_overlays_are_written(tmp_path):
 STUB_SNAKEFILE = """configfile: "config.yaml"
 
 
-def all_metrics_files():
-    return [f"results/metrics/{{d}}/{{m}}.csv" for d in config["datasets"]
-            for m in config["models"]]
-
-
-def config_resolved_path():
-    return "results/config.resolved.json"
-
-
-include: "{rules}"
+include: "{rules}/common.smk"
+include: "{rules}/report.smk"
 
 
 rule all:  # snakemake 9.15's --report fails on a one-rule graph (max() of no edges)
@@ -421,7 +416,8 @@ rule all:  # snakemake 9.15's --report fails on a one-rule graph (max() of no ed
 
 
 def test_snakemake_rule_runs_and_html_report_has_tables_and_figures(tmp_path):
-    """report.smk under real snakemake (stub common.smk functions), then --report."""
+    """report.smk (with common.smk, the other stages left out) under real snakemake, then
+    --report."""
     from medsam2.evaluate import evaluate_dataset
 
     results = tmp_path / "results"
@@ -431,9 +427,8 @@ def test_snakemake_rule_runs_and_html_report_has_tables_and_figures(tmp_path):
             evaluate_dataset(results / "datasets" / d, results / "predictions" / d / m, d, m,
                              results / "metrics" / d / f"{m}.csv")
     config["results"] = "results"
-    write_config(results / "config.resolved.json", config)
     write_config(tmp_path / "config.yaml", config)  # JSON is YAML
-    rules = Path(__file__).resolve().parents[1] / "workflow" / "rules" / "report.smk"
+    rules = Path(__file__).resolve().parents[1] / "workflow" / "rules"
     (tmp_path / "Snakefile").write_text(STUB_SNAKEFILE.format(rules=rules))
     bindir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -442,7 +437,7 @@ def test_snakemake_rule_runs_and_html_report_has_tables_and_figures(tmp_path):
         res = subprocess.run([snakemake, *cmd], cwd=tmp_path, env=env, capture_output=True,
                              text=True, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
-    for name in build.report_files(list(config["datasets"])):
+    for name in report_files(list(config["datasets"])):
         assert (results / "report" / name).is_file(), name
     assert "wrote" in (results / "logs" / "report.log").read_text()
     page = (tmp_path / "report.html").read_text()
@@ -456,14 +451,14 @@ def test_tables_from_the_real_paper_config(tmp_path):
     """config/paper.yaml + a metrics fixture for every (dataset, model) pair it plans."""
     import yaml
 
-    from medsam2.config import model_datasets
+    from medsam2.spec import Config
 
     root = Path(__file__).resolve().parents[1]
     config = yaml.safe_load((root / "config" / "paper.yaml").read_text())
     rng = np.random.default_rng(1)
     frames = []
     for model in config["models"]:
-        for d in model_datasets(config, model):
+        for d in Config.from_dict(config).model_datasets(model):
             reg = yaml.safe_load((root / "config" / "datasets" / f"{d}.yaml").read_text())
             vals = {(f"case{c}", lab): float(rng.uniform(0.3, 0.95)) for c in range(3)
                     for lab in reg["labels"]}

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from medsam2.model.build import build_model, read_checkpoint
+from medsam2.spec import TrackerSpec, TrainSpec
 from medsam2.train import (
     SINGLE_FRAME_PROMPTS,
     ClipSampler,
-    TrainConfig,
     _simulated_prompts,
     augment_clip,
     frame_loss,
@@ -18,11 +18,13 @@ from medsam2.train import (
     param_groups,
     train,
 )
+from medsam2.typed import SpecError, parse, to_plain
 
 
-def _cfg(steps, policy="self_sorting"):
-    return {"arch": "tiny", "image_size": 64, "memory": {"policy": policy},
-            "train": {"steps": steps, "clip_len": 3, "save_every": 2, "lr": 1e-3}}
+def _spec(steps, policy="self_sorting", **train_keys):
+    return parse(TrackerSpec, {
+        "kind": "medsam2", "arch": "tiny", "image_size": 64, "memory": {"policy": policy},
+        "train": {"steps": steps, "clip_len": 3, "save_every": 2, "lr": 1e-3, **train_keys}})
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():
@@ -93,7 +95,7 @@ def test_frames_without_the_object_teach_an_empty_mask_without_a_score_head():
 
 
 def test_single_frame_steps_use_clicks_and_boxes_only():
-    cfg = TrainConfig(max_corrections=2)
+    cfg = TrainSpec(max_corrections=2)
     masks = np.zeros((1, 32, 32), bool)
     masks[0, 8:20, 10:24] = True
     rng = np.random.default_rng(0)
@@ -129,7 +131,7 @@ def test_augmentation_moves_image_and_mask_together():
 
 def test_param_groups_scale_the_learning_rate_by_prefix():
     model = build_model("tiny", 64, {"policy": "fifo"}, seed=0)
-    cfg = TrainConfig(lr=1e-3, lr_scale={"memory_attention": 0.1})
+    cfg = TrainSpec(lr=1e-3, lr_scale={"memory_attention": 0.1})
     groups = param_groups(model, cfg)
     by_lr = {g["lr"]: {id(p) for p in g["params"]} for g in groups}
     assert sorted(by_lr) == pytest.approx([1e-4, 1e-3])
@@ -140,18 +142,18 @@ def test_param_groups_scale_the_learning_rate_by_prefix():
 
 
 def test_unknown_train_key_is_rejected():
-    with pytest.raises(ValueError, match=r"train: unknown keys \['epochs'\]"):
-        TrainConfig.from_dict({"epochs": 3})
+    with pytest.raises(SpecError, match=r"train.epochs: unknown key"):
+        parse(TrainSpec, {"epochs": 3}, "train")
 
 
 def test_killed_run_resumes_to_the_same_weights(phantom3d, phantom2d, tmp_path):
-    full = train(_cfg(4), [phantom3d, phantom2d], tmp_path / "full", seed=3)
-    part = train(_cfg(4), [phantom3d, phantom2d], tmp_path / "part", seed=3, stop_after=2)
+    full = train(_spec(4), [phantom3d, phantom2d], tmp_path / "full", seed=3)
+    part = train(_spec(4), [phantom3d, phantom2d], tmp_path / "part", seed=3, stop_after=2)
     assert part.name == "last.pt" and read_checkpoint(part)["step"] == 2
-    resumed = train(_cfg(4), [phantom3d, phantom2d], tmp_path / "part", seed=3)
+    resumed = train(_spec(4), [phantom3d, phantom2d], tmp_path / "part", seed=3)
     a, b = read_checkpoint(full)["model"], read_checkpoint(resumed)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    other = read_checkpoint(train(_cfg(4), [phantom3d, phantom2d], tmp_path / "o", seed=4))
+    other = read_checkpoint(train(_spec(4), [phantom3d, phantom2d], tmp_path / "o", seed=4))
     assert not all(torch.equal(a[k], other["model"][k]) for k in a)
     ckpt = read_checkpoint(full)
     assert ckpt["config"]["memory"]["policy"] == "self_sorting" and ckpt["step"] == 4
@@ -161,8 +163,7 @@ def test_killed_run_resumes_to_the_same_weights(phantom3d, phantom2d, tmp_path):
 
 
 def test_training_reduces_the_loss(phantom3d, tmp_path):
-    cfg = _cfg(40, policy="fifo")
-    cfg["train"].update(lr=2e-3, save_every=100)
+    cfg = _spec(40, policy="fifo", lr=2e-3, save_every=100)
     train(cfg, [phantom3d], tmp_path / "run", seed=0)
     losses = np.loadtxt(tmp_path / "run" / "train_log.csv", delimiter=",", skiprows=1)[:, 1]
     first, last = np.median(losses[:10]), np.median(losses[-10:])
@@ -176,11 +177,11 @@ def test_data_parallel_training_with_torchrun_on_cpu(phantom3d, tmp_path):
     import subprocess
     import sys
 
-    cfg = _cfg(3, policy="fifo")
+    cfg = _spec(3, policy="fifo")
     out = tmp_path / "ddp"
     res = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "medsam2.cli", "train", "--model-json", json.dumps(cfg),
+         "-m", "medsam2.cli", "train", "--model-json", json.dumps(to_plain(cfg)),
          "--dataset-dir", str(phantom3d), "--out-dir", str(out), "--seed", "0"],
         capture_output=True, text=True, timeout=300,
     )

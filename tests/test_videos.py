@@ -10,7 +10,9 @@ from scipy import ndimage
 from medsam2.data.videos import SIZE, VIDEOS, VideoSampler
 from medsam2.model.build import read_checkpoint
 from medsam2.pretrain import pretrain
+from medsam2.spec import PretrainSpec, TrackerSpec
 from medsam2.train import train
+from medsam2.typed import parse
 
 
 @pytest.mark.parametrize("kind", sorted(VIDEOS))
@@ -59,26 +61,27 @@ def test_video_sampler_serves_the_clip_sampler_interface():
 
 
 def test_training_starts_from_the_pretrained_weights(phantom3d, tmp_path):
-    spec = {"arch": "tiny", "image_size": 64, "multimask_tracking": False,
-            "videos": ["twins"], "restarts": 0,
-            "train": {"steps": 2, "clip_len": 3, "objects": 2}}
-    first = pretrain(spec, tmp_path / "pre", seed=0)
+    entry = parse(PretrainSpec, {"arch": "tiny", "image_size": 64, "multimask_tracking": False,
+                                 "videos": ["twins"], "restarts": 0,
+                                 "train": {"steps": 2, "clip_len": 3, "objects": 2}})
+    first = pretrain(entry, tmp_path / "pre", seed=0)
     pre = read_checkpoint(first)
-    assert pre["config"]["memory"] == {"policy": "fifo"} and pre["step"] == 2
+    assert pre["config"]["memory"]["policy"] == "fifo" and pre["step"] == 2
     # the tracking check ran on the pretraining's video kinds
     report = json.loads((tmp_path / "pre" / "tracking.json").read_text())
     scores = report["scores"]["twins"]
     assert 0 <= scores["other"] <= 1 and 0 <= scores["own"] <= 1
     assert report["tracks"] == (scores["own"] - scores["other"] >= 0.3)
     # the pretraining moved the weights away from the random initialisation ...
-    scratch = train({**spec, "train": {"steps": 1, "clip_len": 3, "lr": 0.0}}, [phantom3d],
-                    tmp_path / "scratch")
+    scratch = train(parse(TrackerSpec, {
+        "kind": "sam2", "arch": "tiny", "image_size": 64, "multimask_tracking": False,
+        "train": {"steps": 1, "clip_len": 3, "lr": 0.0}}), [phantom3d], tmp_path / "scratch")
     # ... and a run with lr 0 (AdamW then leaves weights alone) ends where it started,
     # also at another input size (no parameter depends on it)
-    tuned = train({"arch": "tiny", "image_size": 96, "multimask_tracking": False,
-                   "memory": {"policy": "self_sorting"},
-                   "train": {"steps": 1, "clip_len": 3, "lr": 0.0}},
-                  [phantom3d], tmp_path / "tuned", init=first)
+    tuned = train(parse(TrackerSpec, {
+        "kind": "medsam2", "arch": "tiny", "image_size": 96, "multimask_tracking": False,
+        "memory": {"policy": "self_sorting"}, "train": {"steps": 1, "clip_len": 3, "lr": 0.0}}),
+        [phantom3d], tmp_path / "tuned", init=first)
     w_pre, w_scratch = pre["model"], read_checkpoint(scratch)["model"]
     w_tuned = read_checkpoint(tuned)["model"]
     assert any(not torch.equal(w_pre[k], w_scratch[k]) for k in w_pre)
@@ -86,8 +89,9 @@ def test_training_starts_from_the_pretrained_weights(phantom3d, tmp_path):
 
 
 def test_a_pretraining_that_does_not_track_starts_again(tmp_path, capsys):
-    spec = {"arch": "tiny", "image_size": 64, "multimask_tracking": False,
-            "videos": ["twins"], "restarts": 1, "train": {"steps": 1, "clip_len": 2}}
+    spec = parse(PretrainSpec, {"arch": "tiny", "image_size": 64, "multimask_tracking": False,
+                                "videos": ["twins"], "restarts": 1,
+                                "train": {"steps": 1, "clip_len": 2}})
     pretrain(spec, tmp_path, seed=3)
     report = json.loads((tmp_path / "tracking.json").read_text())
     # one step cannot learn to follow the prompted disc: a second initialisation was tried

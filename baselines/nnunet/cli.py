@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from medsam2.config import add_model_config_args, model_config_from_args
+from medsam2.config import add_model_config_args, model_spec_from_args
 
 
 def _write_record(path: Path, record: dict) -> None:
@@ -37,9 +37,9 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from baselines.nnunet.runner import spec_from_config, train
+    from baselines.nnunet.runner import train
 
-    spec = spec_from_config(model_config_from_args(args))
+    spec = model_spec_from_args(args)
     fold = args.fold if args.fold == "all" else int(args.fold)
     record = train(_read_record(args.plan), spec, args.root, args.model, fold,
                    args.dataset_dir, args.threads, args.seed)
@@ -49,9 +49,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from baselines.nnunet.runner import predict, spec_from_config
+    from baselines.nnunet.runner import predict
 
-    spec = spec_from_config(model_config_from_args(args))
+    spec = model_spec_from_args(args)
     records = [_read_record(p) for p in args.trained]
     written = predict(records, args.dataset_dir, args.out_dir, spec, args.root, args.threads)
     print(f"wrote {len(written)} predictions to {args.out_dir}")

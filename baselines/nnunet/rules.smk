@@ -3,16 +3,7 @@
 # -> predict (per model, dataset; folds ensembled) into the prediction contract, which
 # workflow/rules/evaluate.smk scores like any other model.
 
-from baselines.nnunet.runner import NnunetError, spec_from_config
-
 NNUNET_ROOT = f"{RESULTS}/nnunet"
-
-# Check every nnU-Net model's keys at start-up, not hours later in its training job.
-for _model in models_of_kind("nnunet"):
-    try:
-        spec_from_config(config["models"][_model])
-    except NnunetError as err:
-        raise WorkflowError(f"invalid config: models.{_model}.{err}") from None
 
 
 include: "common.smk"
@@ -34,11 +25,11 @@ rule nnunet_plan:
         root=lambda w, output: Path(output[0]).parents[1],  # {root}/plans/{dataset}.json
         configurations=lambda w: _nnunet_configurations(w.dataset),
         plans=lambda w: _nnunet_plans(w.dataset),
-    threads: lambda w: max(_nnunet_threads(m) for m in _nnunet_models_of(w.dataset))
+    threads: lambda w: _nnunet_plan_resources(w.dataset).threads
     priority: lambda w: long_first(_nnunet_runtime(w.dataset))
     resources:
-        mem_mb=lambda w: max(model_resources(m, "mem_mb", 4000) for m in _nnunet_models_of(w.dataset)),
-        runtime=30,
+        mem_mb=lambda w: _nnunet_plan_resources(w.dataset).mem_mb,
+        runtime=lambda w, attempt: _nnunet_plan_resources(w.dataset).runtime * attempt,
     shell:
         "medsam2 nnunet plan --dataset-dir {params.dir} --root {params.root}"
         " --configurations {params.configurations} --plans {params.plans}"
@@ -64,12 +55,12 @@ rule nnunet_train:
         dir=lambda w: dataset_dir(w.dataset),
         root=lambda w, input: Path(input.plan).parents[1],
         seed=SEED,
-    threads: lambda w: _nnunet_threads(w.model)
-    priority: lambda w: long_first(model_resources(w.model, "runtime", 60))
+    threads: lambda w: model_resources(w.model, "train").threads
+    priority: lambda w: long_first(model_resources(w.model, "train").runtime)
     resources:
-        gpu=lambda w: model_resources(w.model, "gpu", 0),
-        mem_mb=lambda w: model_resources(w.model, "mem_mb", 4000),
-        runtime=lambda w: model_resources(w.model, "runtime", 60),
+        gpu=lambda w: model_resources(w.model, "train").gpu,
+        mem_mb=lambda w: model_resources(w.model, "train").mem_mb,
+        runtime=lambda w, attempt: model_resources(w.model, "train").runtime * attempt,
     shell:
         "medsam2 nnunet train --model-json {params.cfg:q} --model {wildcards.model}"
         " --dataset-dir {params.dir} --root {params.root} --plan {input.plan}"
@@ -96,11 +87,11 @@ rule nnunet_predict:
         cfg=lambda w: model_json(w.model),
         dir=lambda w: dataset_dir(w.dataset),
         root=lambda w, input: Path(input.trained[0]).parents[3],
-    threads: lambda w: _nnunet_threads(w.model)
+    threads: lambda w: model_resources(w.model, "predict").threads
     resources:
-        gpu=lambda w: model_resources(w.model, "gpu", 0),
-        mem_mb=lambda w: model_resources(w.model, "mem_mb", 4000),
-        runtime=lambda w: model_resources(w.model, "runtime", 60),
+        gpu=lambda w: model_resources(w.model, "predict").gpu,
+        mem_mb=lambda w: model_resources(w.model, "predict").mem_mb,
+        runtime=lambda w, attempt: model_resources(w.model, "predict").runtime * attempt,
     shell:
         "medsam2 nnunet predict --model-json {params.cfg:q} --dataset-dir {params.dir}"
         " --root {params.root} --trained {input.trained} --out-dir {output}"

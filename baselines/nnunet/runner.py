@@ -34,56 +34,23 @@ import random
 import shutil
 import time
 import zlib
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from baselines.nnunet.spec import PLANS_IDENTIFIER, NnunetSpec, plans_identifier
 from medsam2.data.layout import LayoutError, StandardDataset
+from medsam2.typed import to_plain
 
 CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres")
-PLANS_IDENTIFIER = "nnUNetPlans"
 TRAINER = "nnUNetTrainer"
 CHECKPOINT = "checkpoint_final.pth"
-#: model-config keys of kind nnunet (besides kind, paper_name, datasets, resources)
-SPEC_KEYS = ("configuration", "folds", "schedule", "device", "tta", "network",
-             "target_spacing")
 SCHEDULE_KEYS = ("num_epochs", "num_iterations_per_epoch", "num_val_iterations_per_epoch")
-NETWORK_KEYS = ("base_features", "max_features")
+
 
 
 class NnunetError(ValueError):
     """A bad nnU-Net model config or an inconsistent nnU-Net tree (message says which)."""
-
-
-@dataclass(frozen=True)
-class NnunetSpec:
-    """One nnU-Net model of the config. ``schedule`` None = nnU-Net's (1000 x 250, 50 val)."""
-
-    configuration: str = "auto"
-    folds: tuple[int | str, ...] = (0,)
-    schedule: dict[str, int] | None = None
-    device: str = "auto"
-    tta: bool = True
-    network: dict[str, int] | None = None  # None = nnU-Net's widths (32 .. 320 in 3D)
-    target_spacing: tuple[float, ...] | None = None  # None = nnU-Net's (median spacing)
-
-    @property
-    def plans(self) -> str:
-        """nnU-Net plans identifier: the stock one, or one named after widths / spacing."""
-        return plans_identifier(self.network, self.target_spacing)
-
-
-def plans_identifier(network: dict[str, int] | None,
-                     target_spacing: tuple[float, ...] | None = None) -> str:
-    """``nnUNetPlans``, or with ``_f<base>-<max>`` (features per stage) and/or
-    ``_s<z>x<y>x<x>`` (3d_fullres target spacing, mm), e.g. ``nnUNetPlans_f8-64_s4x3x3``."""
-    name = PLANS_IDENTIFIER
-    if network:
-        name += f"_f{network['base_features']}-{network['max_features']}"
-    if target_spacing:
-        name += "_s" + "x".join(f"{v:g}" for v in target_spacing)
-    return name
 
 
 def variant_from_identifier(identifier: str,
@@ -108,46 +75,6 @@ def variant_from_identifier(identifier: str,
     if plans_identifier(network, spacing) != identifier:
         raise NnunetError(f"plans identifier '{identifier}' is not {form}")
     return network, spacing
-
-
-def spec_from_config(model: dict) -> NnunetSpec:
-    """Validate a model entry of kind nnunet; every error names the key."""
-    extra = set(model) - set(SPEC_KEYS) - {"kind", "paper_name", "datasets", "resources"}
-    if extra:
-        raise NnunetError(f"nnunet model: unknown key(s) {sorted(extra)} (known: {SPEC_KEYS})")
-    cfg = model.get("configuration", "auto")
-    if cfg != "auto" and cfg not in CONFIGURATIONS:
-        raise NnunetError(f"configuration: '{cfg}' is not auto or one of {CONFIGURATIONS}")
-    folds = model.get("folds", 0)
-    folds = tuple(folds) if isinstance(folds, list | tuple) else (folds,)
-    for f in folds:
-        if f != "all" and not (isinstance(f, int) and 0 <= f):
-            raise NnunetError(f"folds: '{f}' is not a fold number or 'all'")
-    schedule = model.get("schedule")
-    if schedule is not None:
-        bad = set(schedule) - set(SCHEDULE_KEYS)
-        if bad or not all(isinstance(v, int) and v >= 1 for v in schedule.values()):
-            raise NnunetError(f"schedule: keys must be {SCHEDULE_KEYS} with integers >= 1, "
-                              f"got {schedule}")
-    device = model.get("device", "auto")
-    if device not in ("auto", "cpu", "cuda"):
-        raise NnunetError(f"device: '{device}' is not auto, cpu or cuda")
-    network = model.get("network")
-    if network is not None:
-        if (set(network) != set(NETWORK_KEYS)
-                or not all(isinstance(v, int) and v >= 4 for v in network.values())
-                or network["max_features"] < network["base_features"]):
-            raise NnunetError(f"network: needs {NETWORK_KEYS} as integers >= 4 with "
-                              f"max_features >= base_features, got {network}")
-    spacing = model.get("target_spacing")
-    if spacing is not None and (
-            not isinstance(spacing, list | tuple) or len(spacing) != 3
-            or not all(isinstance(v, int | float) and v > 0 for v in spacing)):
-        raise NnunetError(f"target_spacing: needs three spacings in mm (nnU-Net's axis order, "
-                          f"as its plans list them), got {spacing}")
-    return NnunetSpec(cfg, folds, dict(schedule) if schedule else None, device,
-                      bool(model.get("tta", True)), dict(network) if network else None,
-                      tuple(float(v) for v in spacing) if spacing else None)
 
 
 def dataset_id(name: str) -> int:
@@ -346,7 +273,7 @@ def train(plan_record: dict, spec: NnunetSpec, root: Path | str, model: str, fol
     if fold_dir.exists():  # a re-run (changed schedule) must not mix logs or checkpoints
         shutil.rmtree(fold_dir)
     trainer = nnUNetTrainer(plans, configuration, fold, dataset_json, device=device)
-    for key, value in (spec.schedule or {}).items():
+    for key, value in spec.schedule_overrides().items():
         setattr(trainer, key, value)  # read by initialize() (LR schedule) and run_training()
     trainer.run_training()
     checkpoint = Path(trainer.output_folder) / CHECKPOINT
@@ -359,7 +286,7 @@ def train(plan_record: dict, spec: NnunetSpec, root: Path | str, model: str, fol
             "trainer_dir": str(Path(trainer.output_folder_base)),
             "checkpoint": str(checkpoint), "device": device.type,
             "schedule": {k: getattr(trainer, k) for k in SCHEDULE_KEYS},
-            "ema_pseudo_dice_last": float(ema[-1]), "spec": asdict(spec), "seed": seed,
+            "ema_pseudo_dice_last": float(ema[-1]), "spec": to_plain(spec), "seed": seed,
             "seconds": round(time.time() - t0, 1)}
 
 

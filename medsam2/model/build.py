@@ -20,9 +20,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from medsam2.config import BUILD_DEFAULTS
 from medsam2.model.medsam2_base import MedSAM2Base
 from medsam2.model.memory import build_policy
+from medsam2.spec import TrackerSpec
 
 #: arch name -> (package, path of the YAML inside it)
 ARCHS: dict[str, tuple[str, str]] = {
@@ -114,16 +114,14 @@ def build_model(
     return model.to(device)
 
 
-def build_from_config(model_cfg: dict, seed: int = 0, checkpoint: Path | str | None = None,
-                      device: str | torch.device = "cpu", postprocessing: bool = True,
-                      ) -> MedSAM2Base:
-    """The model a model spec of the config describes (``arch``, ``image_size``, ``memory``,
+def build_from_spec(spec: TrackerSpec, seed: int = 0, checkpoint: Path | str | None = None,
+                    device: str | torch.device = "cpu", postprocessing: bool = True,
+                    ) -> MedSAM2Base:
+    """The model a tracker spec describes (``arch``, ``image_size``, ``memory``,
     ``multimask_tracking``): one reading of those keys for training and prediction."""
-    return build_model(model_cfg.get("arch", BUILD_DEFAULTS["arch"]),
-                       int(model_cfg.get("image_size", BUILD_DEFAULTS["image_size"])),
-                       model_cfg.get("memory"), seed=seed, checkpoint=checkpoint,
-                       device=device, postprocessing=postprocessing,
-                       multimask_tracking=model_cfg.get("multimask_tracking"))
+    return build_model(spec.arch, spec.image_size, spec.memory.policy_args(), seed=seed,
+                       checkpoint=checkpoint, device=device, postprocessing=postprocessing,
+                       multimask_tracking=spec.multimask_tracking)
 
 
 def read_checkpoint(path: Path | str) -> dict[str, Any]:

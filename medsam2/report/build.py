@@ -36,61 +36,38 @@ from medsam2.report.tables import (
     load_reported,
     models_on,
 )
+from medsam2.spec import Config
 
 METRIC_COLUMNS = ("dataset", "model", "case", "label", "label_value", "dice", "iou", "hd95_mm",
                   "gt_voxels", "pred_voxels", "spacing", "diagonal_mm", "status")
-TABLES = ("table1", "table2", "table3")
 SUMMARY_UNITS = ("Dice as a fraction, HD95 in mm: mean ± std over cases (label 'all': over "
                  "cases and labels); n = case-label pairs scored.")
 
 
-def report_files(datasets: list[str]) -> list[str]:
-    """Every file ``build_report`` writes, relative to the output folder."""
-    names = ["summary.csv", "summary.md", "summary.html", "stats.csv", "report.md"]
-    names += [f"{t}_{m}.{ext}" for t in TABLES for m in ("dice", "hd95")
-              for ext in ("csv", "md", "tex", "html")]
-    stems = [f"{d}_{kind}" for d in datasets for kind in ("per_case", "overlays")]
-    stems += ["ablation", "reported_vs_ours"]
-    names += [f"figures/{s}.{ext}" for s in stems for ext in figures.EXTENSIONS]
-    return names
-
-
-def load_config(path: Path | str) -> dict:
-    """The resolved config (JSON or YAML); datasets and models must be mappings."""
+def load_config(path: Path | str) -> Config:
+    """The resolved config (JSON or YAML), parsed and checked as the workflow did."""
     path = Path(path)
     try:
         text = path.read_text()
-        config = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: cannot read the resolved config ({exc})") from exc
-    for key in ("datasets", "models"):
-        if not isinstance((config or {}).get(key), dict):
-            raise ValueError(f"{path}: key '{key}' missing or not a mapping")
-    main = (config.get("report") or {}).get("main_model")
-    if main is not None and main not in config["models"]:
-        raise ValueError(f"{path}: report.main_model '{main}' is not a configured model")
-    return config
+    return Config.from_dict(data, str(path))
 
 
-def main_model(config: dict) -> str | None:
+def main_model(config: Config) -> str | None:
     """report.main_model, else the first model named MedSAM-2 in the paper, else the first."""
-    chosen = (config.get("report") or {}).get("main_model")
-    if chosen:
-        return chosen
-    models = config["models"]
-    named = [m for m, c in models.items() if c.get("paper_name") == "MedSAM-2"]
-    return (named or list(models) or [None])[0]
+    if config.report.main_model:
+        return config.report.main_model
+    named = [m for m, c in config.models.items() if c.paper_name == "MedSAM-2"]
+    return (named or list(config.models) or [None])[0]
 
 
-def configured_pairs(config: dict) -> list[tuple[str, str]]:
-    pairs = []
-    for model, cfg in config["models"].items():
-        for dataset in cfg.get("datasets") or config["datasets"]:
-            pairs.append((dataset, model))
-    return pairs
+def configured_pairs(config: Config) -> list[tuple[str, str]]:
+    return config.model_dataset_pairs()
 
 
-def load_metrics(metrics_dir: Path, config: dict) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+def load_metrics(metrics_dir: Path, config: Config) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """All configured metrics CSVs concatenated, and the pairs that have no file."""
     frames, missing = [], []
     for dataset, model in configured_pairs(config):
@@ -111,11 +88,11 @@ def load_metrics(metrics_dir: Path, config: dict) -> tuple[pd.DataFrame, list[tu
     return metrics, missing
 
 
-def dataset_labels(config: dict, metrics: pd.DataFrame, datasets_dir: Path | None,
+def dataset_labels(config: Config, metrics: pd.DataFrame, datasets_dir: Path | None,
                    reported: pd.DataFrame) -> dict[str, list[str]]:
     """Label names per dataset in label-value order: metrics, dataset.json, paper names."""
     out = {}
-    for name, cfg in config["datasets"].items():
+    for name, cfg in config.datasets.items():
         values: dict[str, float] = {}
         d = metrics[metrics["dataset"] == name]
         for label, value in zip(d["label"], d["label_value"], strict=True):
@@ -126,10 +103,10 @@ def dataset_labels(config: dict, metrics: pd.DataFrame, datasets_dir: Path | Non
                     values.setdefault(label, float(value))
             except LayoutError:
                 pass
-        smap = cfg.get("paper_structures") or {}
-        if not values and cfg.get("paper_key"):
+        smap = dict(cfg.paper_structures)
+        if not values and cfg.paper_key:
             inverse = {v: k for k, v in smap.items()}
-            rep = reported[reported["dataset"] == cfg["paper_key"]]
+            rep = reported[reported["dataset"] == cfg.paper_key]
             structures = [s for s in dict.fromkeys(rep["structure"]) if s not in ("mean",
                                                                                   "target")]
             smap = {inverse.get(s, s): s for s in structures}
@@ -139,7 +116,7 @@ def dataset_labels(config: dict, metrics: pd.DataFrame, datasets_dir: Path | Non
     return out
 
 
-def provenance(config: dict) -> dict[str, str]:
+def provenance(config: Config) -> dict[str, str]:
     """Git commit of the working directory ("unknown" outside git) and the config hash."""
     try:
         res = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -147,7 +124,7 @@ def provenance(config: dict) -> dict[str, str]:
         commit = res.stdout.strip() if res.returncode == 0 and res.stdout.strip() else "unknown"
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"
-    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    canonical = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
     return {"commit": commit, "config_hash": hashlib.sha256(canonical.encode()).hexdigest()[:12]}
 
 
@@ -211,9 +188,9 @@ def prepare(metrics_dir: Path | str, config_path: Path | str,
     config = load_config(config_path)
     reported = load_reported(reported_path)
     metrics, missing = load_metrics(Path(metrics_dir), config)
-    penalty = (config.get("evaluate") or {}).get("hd95_penalty", "diagonal")
+    penalty = config.evaluate.hd95_penalty
     n_cases = {d: int(metrics.loc[metrics["dataset"] == d, "case"].nunique())
-               for d in config["datasets"]}
+               for d in config.datasets}
     labels = dataset_labels(config, metrics, datasets_dir, reported)
     ctx = Context(config, summary_cells(metrics, penalty), labels, n_cases, reported,
                   provenance(config), missing)
@@ -235,7 +212,7 @@ def build_report(metrics_dir: Path | str, config_path: Path | str, out_dir: Path
     predictions_dir = Path(predictions_dir) if predictions_dir else None
     ctx, metrics = prepare(metrics_dir, config_path, datasets_dir, reported_path)
     config = ctx.config
-    penalty = (config.get("evaluate") or {}).get("hd95_penalty", "diagonal")
+    penalty = config.evaluate.hd95_penalty
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 
@@ -243,7 +220,7 @@ def build_report(metrics_dir: Path | str, config_path: Path | str, out_dir: Path
     for table in tables:
         written += render.write_table(table, out_dir)
     summary = summary_frame(ctx)
-    notes = footnotes(ctx, list(config["datasets"]), SUMMARY_UNITS, None)[:-1]
+    notes = footnotes(ctx, list(config.datasets), SUMMARY_UNITS, None)[:-1]
     notes.append(f"{MISSING} = not run (no metrics file for that dataset and model).")
     summary.to_csv(out_dir / "summary.csv", index=False)
     (out_dir / "summary.md").write_text(summary_markdown(summary, notes), encoding="utf-8")
@@ -257,12 +234,12 @@ def build_report(metrics_dir: Path | str, config_path: Path | str, out_dir: Path
     rows = stats.per_row_values(metrics, penalty)
     per_case = stats.per_case_values(rows)
     main = main_model(config)
-    stats.stats_table(per_case, main, int(config.get("seed", 0)), n_boot).to_csv(
+    stats.stats_table(per_case, main, config.seed, n_boot).to_csv(
         out_dir / "stats.csv", index=False)
     written.append(out_dir / "stats.csv")
 
     fig_dir = out_dir / "figures"
-    for dataset in config["datasets"]:
+    for dataset in config.datasets:
         models = models_on(ctx, [dataset])
         written += figures.per_case_figure(rows, dataset, models, fig_dir / f"{dataset}_per_case")
         base = fig_dir / f"{dataset}_overlays"

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import matplotlib
 
+from medsam2.report.files import EXTENSIONS
+
 matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
@@ -23,8 +25,6 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from medsam2.report.tables import Table  # noqa: E402
-
-EXTENSIONS = ("png", "pdf")
 
 
 def save(fig: Figure, out_base: Path) -> list[Path]:

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medsam2.spec import Config, DatasetSpec, ModelSpec, ReportSpec, TrackerSpec
+
 MISSING = "–"
 POOLED = "__all__"  # label key of the summary rows pooled over all labels of a dataset
 PAPER = "Zhu et al. 2024 (arXiv:2408.00874)"
@@ -83,7 +85,7 @@ class Table:
 class Context:
     """Everything the builders need: config, per-cell means, paper numbers, provenance."""
 
-    config: dict
+    config: Config
     cells: pd.DataFrame  # summarise() rows indexed by (dataset, model, label), POOLED too
     labels: dict[str, list[str]]  # dataset -> label names in label-value order
     n_cases: dict[str, int]  # dataset -> number of evaluated cases
@@ -92,20 +94,19 @@ class Context:
     missing: list[tuple[str, str]]  # configured (dataset, model) without a metrics file
 
     @property
-    def datasets(self) -> dict:
-        return self.config.get("datasets") or {}
+    def datasets(self) -> dict[str, DatasetSpec]:
+        return self.config.datasets
 
     @property
-    def models(self) -> dict:
-        return self.config.get("models") or {}
+    def models(self) -> dict[str, ModelSpec]:
+        return self.config.models
 
     @property
-    def report_cfg(self) -> dict:
-        return self.config.get("report") or {}
+    def report_cfg(self) -> ReportSpec:
+        return self.config.report
 
     def model_datasets(self, model: str) -> list[str]:
-        listed = self.models[model].get("datasets")
-        return list(listed) if listed else list(self.datasets)
+        return self.config.model_datasets(model)
 
     def cell(self, dataset: str, model: str, label: str, metric: str) -> tuple[float, float]:
         key = (dataset, model, label)
@@ -115,25 +116,24 @@ class Context:
         return float(row[f"{metric}_mean"]), float(row[f"{metric}_std"])
 
     def row_label(self, model: str) -> str:
-        paper = self.models[model].get("paper_name")
+        paper = self.models[model].paper_name
         return f"{model} ({paper})" if paper else model
 
 
-def is_ablation(model_cfg: dict) -> bool:
-    return bool(model_cfg.get("ablation")) or str(model_cfg.get("paper_name", "")).startswith(
-        "MedSAM-2["
-    )
+def is_ablation(spec: ModelSpec) -> bool:
+    return ((isinstance(spec, TrackerSpec) and spec.ablation)
+            or str(spec.paper_name or "").startswith("MedSAM-2["))
 
 
-def ablation_rank(model_cfg: dict) -> int:
+def ablation_rank(spec: ModelSpec) -> int:
     """Position in none/+confidence/+dissimilarity/+resampling, from paper_name or memory."""
     names = list(ABLATION_STEPS)
-    if model_cfg.get("paper_name") in names:
-        return names.index(model_cfg["paper_name"])
-    memory = model_cfg.get("memory") or {}
-    if memory.get("policy", "fifo") != "self_sorting":
+    if spec.paper_name in names:
+        return names.index(spec.paper_name)
+    if not isinstance(spec, TrackerSpec) or spec.memory.policy != "self_sorting":
         return 0
-    return sum(bool(memory.get(k)) for k in ("confidence", "dissimilarity", "resampling"))
+    memory = spec.memory
+    return sum((memory.confidence, memory.dissimilarity, memory.resampling))
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -180,7 +180,7 @@ def delta_block(ctx: Context, ours: Block, reported: Block) -> Block | None:
     paper_rows = {paper: row for row, paper in reported.runs.items()}
     rows, values, pairs = [], [], {}
     for row, model in ours.runs.items():
-        paper = ctx.models[model].get("paper_name")
+        paper = ctx.models[model].paper_name
         if paper in paper_rows:
             rows.append(f"{model} − {paper_rows[paper]}")
             values.append(ours.mean.loc[row] - reported.mean.loc[paper_rows[paper]])
@@ -218,9 +218,9 @@ def _fill_mean_column(mean: pd.DataFrame, columns: list[Column], rep: pd.DataFra
 def footnotes(ctx: Context, datasets: list[str], units: str, paper_table: str | None,
               extra: list[str] | None = None) -> list[str]:
     """Prompt, units, empty-mask convention, cases, seed, commit and config hash."""
-    ev = ctx.config.get("evaluate") or {}
-    penalty = ev.get("hd95_penalty", "diagonal")
-    prompts = ", ".join(f"{d}: {ctx.datasets.get(d, {}).get('prompt', '?')}" for d in datasets)
+    penalty = ctx.config.evaluate.hd95_penalty
+    prompts = ", ".join(f"{d}: {ctx.config.prompt_kind(d)}" for d in datasets
+                        if d in ctx.datasets)
     cases = ", ".join(f"{d}: {ctx.n_cases.get(d, 0)}" for d in datasets)
     scoped = ctx.cells[ctx.cells.index.get_level_values("dataset").isin(datasets)]
     per_label = scoped[scoped.index.get_level_values("label") != POOLED]
@@ -229,9 +229,7 @@ def footnotes(ctx: Context, datasets: list[str], units: str, paper_table: str | 
     pen_text = {"diagonal": "the image diagonal in mm", "nan": "excluded"}.get(
         str(penalty), f"{penalty} mm"
     )
-    seeds = sorted({str(ctx.config.get("seed", "?"))} | {
-        str(m["seed"]) for m in ctx.models.values() if "seed" in m
-    })
+    seeds = [str(ctx.config.seed)]
     notes = [
         f"Prompt per task: {prompts or MISSING}.",
         units,
@@ -254,7 +252,7 @@ def footnotes(ctx: Context, datasets: list[str], units: str, paper_table: str | 
 # ----------------------------------------------------------------------------- builders
 def table1_dataset(ctx: Context) -> str | None:
     """report.table1_dataset, else the dataset with the most labels (first in config)."""
-    chosen = ctx.report_cfg.get("table1_dataset")
+    chosen = ctx.report_cfg.table1_dataset
     if chosen:
         if chosen not in ctx.datasets:
             raise ValueError(f"report.table1_dataset: '{chosen}' is not a configured dataset")
@@ -268,21 +266,23 @@ def table1_dataset(ctx: Context) -> str | None:
 
 def table2_datasets(ctx: Context) -> list[str]:
     """report.table2_datasets, else the paper's Table 2 tasks we have (paper order), else all."""
-    chosen = ctx.report_cfg.get("table2_datasets")
+    chosen = ctx.report_cfg.table2_datasets
     if chosen:
         unknown = [d for d in chosen if d not in ctx.datasets]
         if unknown:
             raise ValueError(f"report.table2_datasets: not configured datasets {unknown}")
         return list(chosen)
     rep = ctx.reported[ctx.reported["table"] == "table2_zero_shot"]
-    by_key = {c.get("paper_key"): n for n, c in ctx.datasets.items() if c.get("paper_key")}
-    matched = [by_key[k] for k in dict.fromkeys(rep["dataset"]) if k in by_key]
+    # every dataset of a paper task, in the paper's order (two protocols of one task: two
+    # columns)
+    matched = [n for k in dict.fromkeys(rep["dataset"])
+               for n, c in ctx.datasets.items() if c.paper_key == k]
     return matched or list(ctx.datasets)
 
 
 def models_on(ctx: Context, datasets: list[str], ablation: bool = False) -> list[str]:
     """Configured models run on any of ``datasets``; ablation variants only in Table 3."""
-    main = ctx.report_cfg.get("main_model")
+    main = ctx.report_cfg.main_model
     out = []
     for name, cfg in ctx.models.items():
         if not set(ctx.model_datasets(name)) & set(datasets):
@@ -320,7 +320,7 @@ def build_table1(ctx: Context) -> list[Table]:
         return paper_tables(ctx, "table1", "Table 1 analogue", [], [], "table1_btcv", "Table 1",
                             [])
     cfg = ctx.datasets[ds]
-    key, smap = cfg.get("paper_key"), cfg.get("paper_structures") or {}
+    key, smap = cfg.paper_key, cfg.paper_structures
     cols = [Column(lab if smap.get(lab, lab) == lab else f"{lab} ({smap[lab]})", ds, lab, key,
                    smap.get(lab, lab)) for lab in ctx.labels.get(ds, [])]
     cols.append(Column("mean", None, POOLED, key, "mean"))
@@ -331,7 +331,7 @@ def build_table1(ctx: Context) -> list[Table]:
 def build_table2(ctx: Context) -> list[Table]:
     """One column per task (pooled over its labels), models as rows, a mean column."""
     datasets = table2_datasets(ctx)
-    cols = [Column(d, d, POOLED, ctx.datasets[d].get("paper_key"), "target") for d in datasets]
+    cols = [Column(d, d, POOLED, ctx.datasets[d].paper_key, "target") for d in datasets]
     cols.append(Column("mean", None, POOLED, "mean", "target"))
     left_out = [d for d in ctx.datasets if d not in datasets]
     extra = [f"Not in the paper's Table 2 (see summary.md): {', '.join(left_out)}."] \
@@ -353,17 +353,17 @@ def build_table3(ctx: Context) -> list[Table]:
     rep = ctx.reported[ctx.reported["table"] == "table3_ablation"]
     datasets = [d for d, cfg in ctx.datasets.items()
                 if any(d in ctx.model_datasets(m) for m in models)
-                or (cfg.get("paper_key") and cfg["paper_key"] in set(rep["dataset"]))]
-    main, last = ctx.report_cfg.get("main_model"), len(ABLATION_STEPS) - 1
+                or (cfg.paper_key and cfg.paper_key in set(rep["dataset"]))]
+    main, last = ctx.report_cfg.main_model, len(ABLATION_STEPS) - 1
     if (models and main in ctx.models and main not in models
-            and ctx.models[main].get("kind") == "medsam2"
+            and ctx.models[main].kind == "medsam2"
             and ablation_rank(ctx.models[main]) == last
             and all(ablation_rank(ctx.models[m]) < last for m in models)
             and set(ctx.model_datasets(main)) & set(datasets)):
         models.append(main)
     cols = []
     for d in datasets:
-        key, smap = ctx.datasets[d].get("paper_key"), ctx.datasets[d].get("paper_structures") or {}
+        key, smap = ctx.datasets[d].paper_key, ctx.datasets[d].paper_structures
         inverse = {v: k for k, v in smap.items()}
         structures = list(dict.fromkeys(rep.loc[rep["dataset"] == key, "structure"]))
         for s in structures or ["target"]:

@@ -1,34 +1,31 @@
 # Shared helpers for the workflow (config checks, dataset and model selection, paths,
 # wildcard constraints, resources). No rules here.
 
+import hashlib
 import json
 import re
 
 from pathlib import Path
 
 from medsam2.model.checkpoints import OFFICIAL as OFFICIAL_CHECKPOINTS
-from medsam2.config import (
-    TRACKER_KINDS,
-    ConfigError,
-    check_config,
-    is_trained,
-    model_datasets,
-    predict_spec,
-    prompt_kind,
-)
+from medsam2.spec import Config, JobResources, SpecError
+from medsam2.typed import to_plain
 
+# The one reading of the config: typed, defaults filled in, every key checked (a typo
+# fails here naming its key path). Rules read SPEC, never `config` itself.
 try:
-    check_config(config)
-except ConfigError as err:
-    raise WorkflowError(f"invalid config: {err}") from None
+    SPEC = Config.from_dict(
+        config,
+        source=workflow.configfiles[-1] if workflow.configfiles else "config",
+        repo_root=Path(workflow.basedir),
+    )
+except SpecError as err:
+    raise WorkflowError(f"invalid config\n{err}") from None
 
-# the registry files beside this workflow (a config may point elsewhere)
-DATASET_REGISTRY = config.get(
-    "registry_dir", str(Path(workflow.current_basedir).parents[1] / "config" / "datasets")
-)
-RESULTS = config["results"]
-RESOURCES = config["resources"]
-SEED = int(config["seed"])
+DATASET_REGISTRY = str(SPEC.registry_path())
+RESULTS = SPEC.results
+RESOURCES = SPEC.resources
+SEED = SPEC.seed
 LOGS = f"{RESULTS}/logs"
 
 
@@ -38,20 +35,20 @@ def names_regex(names):
 
 
 def datasets_with_source(source):
-    return sorted(n for n, s in config["datasets"].items() if s["source"] == source)
+    return sorted(n for n, s in SPEC.datasets.items() if s.source == source)
 
 
 def models_of_kind(*kinds):
-    return sorted(n for n, s in config["models"].items() if s["kind"] in kinds)
+    return SPEC.models_of_kind(*kinds)
 
 
 def tracker_models():
     """Models run by this package's own train/predict code (MedSAM-2 and plain SAM 2)."""
-    return models_of_kind(*TRACKER_KINDS)
+    return SPEC.trackers()
 
 
 def trained_tracker_models():
-    return sorted(n for n in tracker_models() if is_trained(config["models"][n]))
+    return SPEC.trained_trackers()
 
 
 def dataset_dir(name):
@@ -62,19 +59,35 @@ def dataset_json(name):
     return f"{RESULTS}/datasets/{name}/dataset.json"
 
 
+def spec_json(spec):
+    """A spec as the JSON a rule hands its command (a param: a change re-runs the rule)."""
+    return json.dumps(to_plain(spec), sort_keys=True)
+
+
 def model_json(name, dataset=None):
-    """A model's config as JSON for the command line (changes re-run its rules); with a
-    dataset, as it predicts that dataset (its `predict` options where they apply)."""
-    spec = config["models"][name]
-    return json.dumps(spec if dataset is None else predict_spec(spec, dataset), sort_keys=True)
+    """A model's normalised spec as JSON; with a dataset, as it predicts that dataset (its
+    `predict` options where they apply, so other datasets' options never re-run it)."""
+    spec = SPEC.models[name]
+    return spec_json(spec if dataset is None else spec.for_dataset(dataset))
 
 
-def model_resources(name, key, default):
-    return (config["models"][name].get("resources") or {}).get(key, default)
+def training_json(name):
+    """Only what decides a tracker's weights: evaluation datasets, `predict`, names and
+    resources can change without re-running its training."""
+    return spec_json(SPEC.training_spec(name))
+
+
+def model_resources(name, stage):
+    """The resources of a model's `stage` job (its spec: size defaults, config overrides)."""
+    return SPEC.models[name].job_resources(stage)
+
+
+def model_datasets(name):
+    return SPEC.model_datasets(name)
 
 
 def model_dataset_pairs():
-    return [(d, m) for m in config["models"] for d in model_datasets(config, m)]
+    return SPEC.model_dataset_pairs()
 
 
 def all_metrics_files():
@@ -84,12 +97,18 @@ def all_metrics_files():
 def sensitivity_files():
     """One-Prompt template sensitivity: tracker models x 2D one_prompt datasets."""
     return [f"{RESULTS}/sensitivity/{d}/{m}.csv" for d, m in model_dataset_pairs()
-            if m in tracker_models()
-            and config["datasets"][d].get("mode_2d") == "one_prompt"]
+            if m in tracker_models() and SPEC.datasets[d].mode_2d == "one_prompt"]
+
+
+#: the normalised config as the report reads it
+RESOLVED_CONFIG = SPEC.to_json()
 
 
 def config_resolved_path():
-    return f"{RESULTS}/config.resolved.json"
+    """Named after its content: any change of the config is a new file, so the report is
+    rebuilt from the config as it is now, whatever `--rerun-triggers` says."""
+    digest = hashlib.sha256(RESOLVED_CONFIG.encode()).hexdigest()[:12]
+    return f"{RESULTS}/config/resolved-{digest}.json"
 
 
 # -- real datasets (data.smk) ----------------------------------------------------------
@@ -107,7 +126,32 @@ def local_datasets():
 
 def registry_key(name):
     """The registry key of a config dataset (`registry:` overrides the name)."""
-    return config["datasets"][name].get("registry", name)
+    return SPEC.registry_key(name)
+
+
+def local_import_args(name):
+    """`medsam2 datasets import-local` flags of a `source: local` dataset."""
+    spec = SPEC.datasets[name]
+    flags = {"dims": spec.dims, "modality": spec.modality, "prompt": spec.prompt}
+    return " ".join(f"--{k} {v}" for k, v in flags.items() if v is not None)
+
+
+#: memory and minutes of a per-dataset job (convert, evaluate, report) by data size: the
+#: demo's phantoms need little, real CT volumes (512 x 512 x 300) a few GB per case
+_DATASET_JOBS = {
+    "synthetic": JobResources(gpu=0, mem_mb=2000, runtime=30, threads=1),
+    "real": JobResources(gpu=0, mem_mb=16000, runtime=120, threads=1),
+}
+
+
+def dataset_resources(name):
+    return _DATASET_JOBS["synthetic" if SPEC.datasets[name].source == "synthetic" else "real"]
+
+
+def report_resources():
+    """The report reads every metrics file and draws overlays of every dataset."""
+    real = any(s.source != "synthetic" for s in SPEC.datasets.values())
+    return _DATASET_JOBS["real" if real else "synthetic"]
 
 
 def registry_keys():
@@ -115,10 +159,10 @@ def registry_keys():
 
 
 def _split_args(name):
-    spec = config["datasets"][name]
+    fraction = SPEC.datasets[name].split_fraction()
     args = f"--seed {SEED}"
-    if spec.get("test_fraction") is not None:
-        args += f" --test-fraction {float(spec['test_fraction'])}"
+    if fraction is not None:
+        args += f" --test-fraction {float(fraction)}"
     return args
 
 
@@ -126,20 +170,19 @@ def _split_args(name):
 
 
 def train_datasets(model):
-    spec = config["models"][model]
-    return spec["train"].get("datasets") or model_datasets(config, model)
+    return SPEC.train_datasets(model)
 
 
 def train_sources(model):
     """What a model trains on: the standard datasets, or their preprocessing caches when
     the model has a `preprocess` block (medsam2 preprocess: crop, resize, small masks)."""
-    if config["models"][model].get("preprocess") is None:
+    if SPEC.tracker(model).preprocess is None:
         return [dataset_dir(d) for d in train_datasets(model)]
     return [f"{RESULTS}/preprocessed/{model}/{d}" for d in train_datasets(model)]
 
 
 def train_inputs(model):
-    if config["models"][model].get("preprocess") is None:
+    if SPEC.tracker(model).preprocess is None:
         return [dataset_json(d) for d in train_datasets(model)]
     return [f"{src}/index.json" for src in train_sources(model)]
 
@@ -151,14 +194,14 @@ def pretrained_checkpoint(name):
 def train_init(model):
     """The weights a tracker's training starts from: a `pretrain` entry's checkpoint, an
     official / own file (`checkpoint`), or none (random initialisation)."""
-    spec = config["models"][model]
-    if spec.get("pretrained"):
-        return [pretrained_checkpoint(spec["pretrained"])]
-    return [spec["checkpoint"]] if spec.get("checkpoint") else []
+    spec = SPEC.tracker(model)
+    if spec.pretrained:
+        return [pretrained_checkpoint(spec.pretrained)]
+    return [spec.checkpoint] if spec.checkpoint else []
 
 
-def pretrain_resources(name, key, default):
-    return (config["pretrain"][name].get("resources") or {}).get(key, default)
+def pretrain_resources(name):
+    return SPEC.pretrain[name].job_resources()
 
 
 #: priority of the seconds-long jobs that make a dataset: above every training job's
@@ -179,9 +222,9 @@ def long_first(runtime_minutes):
 
 def tracker_checkpoint(model):
     """Trained here, borrowed from another model (ablations), or an official file."""
-    spec = config["models"][model]
-    if is_trained(spec):
+    spec = SPEC.tracker(model)
+    if spec.is_trained:
         return f"{RESULTS}/models/{model}/checkpoint.pt"
-    if spec.get("weights_from"):
-        return f"{RESULTS}/models/{spec['weights_from']}/checkpoint.pt"
-    return spec["checkpoint"]
+    if spec.weights_from:
+        return f"{RESULTS}/models/{spec.weights_from}/checkpoint.pt"
+    return spec.checkpoint

@@ -72,14 +72,28 @@ rule datasets_import_local:
     wildcard_constraints:
         dataset=names_regex(local_datasets()),
     params:
-        path=lambda w: config["datasets"][w.dataset]["path"],
+        path=lambda w: SPEC.datasets[w.dataset].path,
         out=lambda w: f"{RESULTS}/datasets/{w.dataset}",
         split=lambda w: _split_args(w.dataset),
-        extra=lambda w: " ".join(
-            f"--{k} {config['datasets'][w.dataset][k]}"
-            for k in ("dims", "modality", "prompt")
-            if config["datasets"][w.dataset].get(k) is not None
-        ),
+        extra=lambda w: local_import_args(w.dataset),
     shell:
-        "medsam2 datasets import-local --path {params.path} --out {params.out}"
+        "medsam2 datasets import-local --path {params.path:q} --out {params.out}"
         " {params.split} {params.extra} > {log} 2>&1"
+
+
+# Official SAM 2 / 2.1 checkpoints that trackers start from or use (`checkpoint:`).
+
+
+rule fetch_checkpoint:
+    conda:
+        "../envs/medsam2.yaml"
+    output:
+        f"{RESOURCES}/checkpoints/{{name}}",
+    log:
+        f"{LOGS}/checkpoints/{{name}}.log",
+    wildcard_constraints:
+        name=names_regex(list(OFFICIAL_CHECKPOINTS)),
+    params:
+        out=lambda w, output: str(Path(output[0]).parent),
+    shell:
+        "medsam2 checkpoint {wildcards.name} --out-dir {params.out} > {log} 2>&1"

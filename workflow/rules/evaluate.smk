@@ -13,21 +13,44 @@ rule evaluate:
         f"{LOGS}/evaluate/{{dataset}}/{{model}}.log",
     params:
         dir=lambda w: dataset_dir(w.dataset),
-        strict="--strict" if (config.get("evaluate") or {}).get("strict") else "",
+        strict="--strict" if SPEC.evaluate.strict else "",
+    resources:
+        mem_mb=lambda w: dataset_resources(w.dataset).mem_mb,
+        runtime=lambda w, attempt: dataset_resources(w.dataset).runtime * attempt,
     shell:
         "medsam2 evaluate --dataset-dir {params.dir} --pred-dir {input.predictions}"
         " --dataset {wildcards.dataset} --model {wildcards.model} --out {output}"
         " {params.strict} > {log} 2>&1"
 
 
-rule resolved_config:
+# One-Prompt template sensitivity (2D one_prompt datasets): the same tracker predicts with
+# the template drawn by three seeds; the spread is reported beside the Dice.
+
+
+rule template_sensitivity:
     conda:
         "../envs/medsam2.yaml"
+    input:
+        dataset=dataset_json("{dataset}"),
+        prompts=f"{RESULTS}/prompts/{{dataset}}.json",
+        checkpoint=lambda w: tracker_checkpoint(w.model),
     output:
-        config_resolved_path(),
+        f"{RESULTS}/sensitivity/{{dataset}}/{{model}}.csv",
     log:
-        f"{LOGS}/resolved_config.log",
+        f"{LOGS}/sensitivity/{{dataset}}/{{model}}.log",
+    wildcard_constraints:
+        model=names_regex(tracker_models()),
     params:
-        cfg=json.dumps(config, sort_keys=True),
+        cfg=lambda w: model_json(w.model, w.dataset),
+        dir=lambda w: dataset_dir(w.dataset),
+        seeds=lambda w: " ".join(str(SEED + k) for k in range(3)),
+    threads: lambda w: model_resources(w.model, "predict").threads
+    resources:
+        gpu=lambda w: model_resources(w.model, "predict").gpu,
+        mem_mb=lambda w: model_resources(w.model, "predict").mem_mb,
+        runtime=lambda w, attempt: model_resources(w.model, "predict").runtime * attempt,
     shell:
-        "medsam2 config resolve --json {params.cfg:q} --out {output} > {log} 2>&1"
+        "medsam2 sensitivity --model-json {params.cfg:q} --model {wildcards.model}"
+        " --checkpoint {input.checkpoint} --dataset-dir {params.dir}"
+        " --prompts {input.prompts} --seeds {params.seeds} --out {output}"
+        " --threads {threads} > {log} 2>&1"

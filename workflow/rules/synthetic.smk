@@ -12,9 +12,9 @@ rule synthesize:
         dataset=names_regex(datasets_with_source("synthetic")),
     params:
         out=lambda w: dataset_dir(w.dataset),
-        generator=lambda w: config["datasets"][w.dataset]["generator"],
-        n_cases=lambda w: config["datasets"][w.dataset].get("n_cases", 16),
-        test_fraction=lambda w: config["datasets"][w.dataset].get("test_fraction", 0.25),
+        generator=lambda w: SPEC.datasets[w.dataset].generator,
+        n_cases=lambda w: SPEC.datasets[w.dataset].n_cases,
+        test_fraction=lambda w: SPEC.datasets[w.dataset].test_fraction,
         seed=SEED,
     # seconds long, and every training job waits for it: before them all (see long_first)
     priority: DATA_FIRST
