@@ -351,12 +351,12 @@ class TrackerSpec(ModelSpec):
         if self.kind == "sam2" and self.memory.policy != "fifo":
             raise SpecError(join(path, "memory.policy"), "plain SAM 2 uses 'fifo' memory",
                             "use kind: medsam2 for the self-sorting bank")
-        if self.train is None and not (self.weights_from or self.checkpoint):
-            raise SpecError(path, "a tracker needs weights",
-                            "give 'train', 'weights_from' or 'checkpoint'")
         if self.pretrained and self.train is None:
             raise SpecError(join(path, "pretrained"), "only a model with 'train' starts from "
                                                       "pretrained weights")
+        if self.train is None and not (self.weights_from or self.checkpoint):
+            raise SpecError(path, "a tracker needs weights",
+                            "give 'train', 'weights_from' or 'checkpoint'")
         if self.pretrained and self.checkpoint:
             raise SpecError(join(path, "pretrained"), "give 'pretrained' or 'checkpoint', "
                                                       "not both")

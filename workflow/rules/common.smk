@@ -20,7 +20,7 @@ try:
         repo_root=Path(workflow.basedir),
     )
 except SpecError as err:
-    raise WorkflowError(f"invalid config\n{err}") from None
+    raise WorkflowError(str(err)) from None
 
 DATASET_REGISTRY = str(SPEC.registry_path())
 RESULTS = SPEC.results
