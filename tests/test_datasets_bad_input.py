@@ -231,7 +231,7 @@ def test_bad_cases_are_reported_and_others_converted(tmp_path: Path):
     for cid, (im, ia, lb, la) in cases.items():
         _nii(root / "img" / f"{cid}.nii.gz", im, ia)
         _nii(root / "label" / f"{cid.replace('img', 'label')}.nii.gz", lb, la)
-    spec = load_spec(REGISTRY / "btcv.yaml")
+    spec = dataclasses.replace(load_spec(REGISTRY / "btcv.yaml"), max_skipped=5)
     out = tmp_path / "results" / "datasets" / "btcv"
     report = convert_dataset(spec, tmp_path / "extracted", out, seed=0)
 
@@ -246,6 +246,8 @@ def test_bad_cases_are_reported_and_others_converted(tmp_path: Path):
         in reasons["img0006"]
     saved = json.loads((out / "conversion_report.json").read_text())
     assert saved["converted"] == ["img0001"] and len(saved["skipped"]) == 5
+    assert saved["summary"].startswith("btcv: 1 converted, 5 skipped (")
+    assert "unexpected label values: 1" in saved["summary"]
     ds = StandardDataset(out)
     assert [c.case_id for c in ds.cases("test")] == ["img0001"]
     assert set(np.unique(ds.read_label(ds.cases("test")[0]).array)) == {0, 6}  # liver -> 6
@@ -274,7 +276,7 @@ def test_empty_extracted_folder_is_a_clear_error(tmp_path: Path):
 def test_colour_label_is_refused(tmp_path: Path):
     from PIL import Image
 
-    spec = load_spec(REGISTRY / "stare.yaml")
+    spec = dataclasses.replace(load_spec(REGISTRY / "stare.yaml"), max_skipped=1)
     rgb = np.zeros((8, 8, 3), np.uint8)
     for i, name in enumerate(("im0001", "im0002")):
         (tmp_path / "ex").mkdir(exist_ok=True)

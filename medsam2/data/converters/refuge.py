@@ -1,10 +1,12 @@
 """REFUGE (Orlando et al. 2020), refuge.grand-challenge.org.
 
-Layout: ``Training400/{Glaucoma,Non-Glaucoma}/g0001.jpg`` with
-``Annotation-Training400/Disc_Cup_Masks/{Glaucoma,Non-Glaucoma}/g0001.bmp``; the
-validation set has ``REFUGE-Validation400/V0001.jpg`` with
-``REFUGE-Validation400-GT/Disc_Cup_Masks/V0001.bmp``. Masks: 0 cup, 128 disc rim, 255
-background. Images and masks are paired by file stem anywhere under the root.
+Layout: ``REFUGE2.zip`` holds one zip per subset (images; ``Annotation-...`` /
+``...-GT`` masks), unpacked by the nested extraction. Images ``g0001.jpg`` /
+``n0001.jpg`` / ``V0001.jpg`` pair with masks ``g0001.bmp`` of the same stem anywhere
+under the root (training masks under ``Disc_Cup_Masks/{Glaucoma,Non-Glaucoma}/``). Masks:
+0 cup, 128 disc rim, 255 background. Folders named ``*Illustration*`` hold drawings with
+the same file names and are skipped, as MMSegmentation's
+``tools/dataset_converters/refuge.py`` does.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from medsam2.data.convert import RawCase
 from medsam2.data.converters._common import index_by_stem, pair, rglob
 
 
+def _kept(path: Path) -> bool:
+    return not any("illustration" in part.lower() for part in path.parts)
+
+
 def find_cases(root: Path, options: dict) -> list[RawCase]:
-    masks = index_by_stem(
-        (p for p in rglob(root, "*.bmp") if "Disc_Cup_Masks" in p.parts), [".bmp"]
-    )
-    images = [p for p in rglob(root, "*.jpg") if "Disc_Cup_Masks" not in p.parts]
+    masks = index_by_stem((p for p in rglob(root, "*.bmp") if _kept(p)), [".bmp"])
+    images = [p for p in rglob(root, "*.jpg") if _kept(p)]
     return pair(images, lambda p: masks.get(p.stem), lambda p: p.stem)
