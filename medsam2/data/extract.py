@@ -31,12 +31,15 @@ class Limits:
 
     The defaults hold the largest paper dataset (a few hundred GB of CT at most) and
     refuse the classic bombs: millions of members, or kilobytes that inflate to terabytes.
-    ``max_ratio`` is uncompressed size over archive size; medical images compress ~2-20x.
+    ``max_ratio`` is uncompressed size over archive size (images compress ~2-20x, mostly
+    empty masks more); it applies only once an archive unpacks to more than
+    ``ratio_applies_above`` bytes, where a bomb starts to hurt.
     """
 
     max_members: int = 1_000_000
     max_total_bytes: int = 1 << 40  # 1 TiB
-    max_ratio: float = 1000.0
+    max_ratio: float = 100.0
+    ratio_applies_above: int = 1 << 30  # 1 GiB
     max_depth: int = 3  # archive in archive in archive
 
 
@@ -82,7 +85,7 @@ def _check_budget(archive: Path, sizes: list[int], limits: Limits) -> None:
             f"{limits.max_total_bytes} bytes (refused: possible zip bomb)"
         )
     packed = max(archive.stat().st_size, 1)
-    if total / packed > limits.max_ratio:
+    if total > limits.ratio_applies_above and total / packed > limits.max_ratio:
         raise ExtractError(
             f"{archive}: unpacks to {total} bytes from {packed} bytes (ratio "
             f"{total / packed:.0f} > {limits.max_ratio:.0f}; refused: possible zip bomb)"
