@@ -294,7 +294,7 @@ class ConversionReport:
 def reason_kind(reason: str) -> str:
     """The kind of a skip reason, without the file and the values (for the summary)."""
     text = reason.split(": ", 1)[-1] if ": " in reason else reason
-    text = re.split(r"[\[\('\d]", text, maxsplit=1)[0]
+    text = re.split(r"[\[\(']| \d", text, maxsplit=1)[0]
     return text.strip(" ,:") or "error"
 
 

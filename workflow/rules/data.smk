@@ -3,8 +3,9 @@
 # Every rule calls `medsam2 datasets <sub>`; each writes the standard dataset's
 # dataset.json, the file the rest of the workflow asks for. Conversion prints a one-line
 # summary (converted / skipped, reasons) to its log and the console, and fails when more
-# cases are lost than the dataset file's max_skipped (strict shell mode: pipefail). Synthetic datasets have their
-# own rule (synthetic.smk); the wildcard constraints below keep the rules apart.
+# cases are lost than the dataset file's max_skipped (strict shell mode: pipefail).
+# Synthetic datasets have their own rule (synthetic.smk); the wildcard constraints below
+# keep the rules apart.
 
 rule datasets_download:
     conda:
