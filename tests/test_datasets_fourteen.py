@@ -221,8 +221,9 @@ def build_kits23(tmp: Path):
 
 
 def build_atlas23(tmp: Path):
-    # The dataset authors' README and torch-em (DATASET_SOURCES): atlas-train-dataset-1.0.1/
-    # train/imagesTr/imN.nii.gz + labelsTr/lbN.nii.gz; 1 liver, 2 tumour.
+    # constantinpape/torch-em torch_em/data/datasets/medical/atlas_liver.py: the registered
+    # download atlas-train-dataset-1.0.1.zip nests imagesTr/ and labelsTr/; labels 1 liver,
+    # 2 tumour, disjoint. File names imN / lbN: the dataset authors' README (unverified).
     top = "atlas-train-dataset-1.0.1/train"
     m = {}
     for i in (0, 1):

@@ -19,11 +19,11 @@ from medsam2.data.converters._common import rglob
 NUMBER = re.compile(r"_(\d+)\.nrrd$", re.IGNORECASE)
 
 
-def _split_folder(volume: Path) -> Path | None:
+def _split_folder(volume: Path, root: Path) -> Path | None:
     """The split folder (``Train``...) above the ``DATA`` folder holding this volume."""
-    for parent in volume.parents:
+    for parent in volume.relative_to(root).parents:
         if parent.name.upper() == "DATA":
-            return parent.parent
+            return root / parent.parent
     return None
 
 
@@ -39,7 +39,7 @@ def find_cases(root: Path, options: dict) -> list[RawCase]:
             masks[(mask.parent.parent, _number(mask))] = mask
     cases = []
     for volume in rglob(root, "DATA_*.nrrd"):
-        split, number = _split_folder(volume), _number(volume)
+        split, number = _split_folder(volume, root), _number(volume)
         if split is None or number is None:
             continue
         cases.append(RawCase(safe_case_id(f"{split.name}_DATA_{number:03d}"), volume,
