@@ -18,9 +18,16 @@ import pytest
 
 from medsam2.data import download as dl
 from medsam2.data.convert import ConversionError, convert_dataset
-from medsam2.data.extract import ExtractError, extract_archive
+from medsam2.data.extract import ExtractError, Limits, extract_archive
 from medsam2.data.layout import StandardDataset
-from medsam2.data.registry import FileSpec, download_dataset, extract_dataset, load_spec
+from medsam2.data.registry import (
+    FileSpec,
+    download_dataset,
+    extract_dataset,
+    load_spec,
+    main,
+    verify_dataset,
+)
 
 REGISTRY = Path(__file__).resolve().parents[1] / "config" / "datasets"
 
@@ -34,6 +41,40 @@ def test_wrong_sha256_removes_partial_file(tmp_path: Path):
         dl.download_file(src.as_uri(), dest, sha256="0" * 64)
     assert not dest.exists()
     assert not dest.with_name("data.zip.part").exists()
+
+
+def test_wrong_sha256_on_a_large_file_keeps_it_aside(tmp_path: Path):
+    src = tmp_path / "crossmoda2022_training.zip"
+    src.write_bytes(b"x" * 4096)
+    dest = tmp_path / "dl" / "crossmoda2022_training.zip"
+    with pytest.raises(dl.DownloadError) as info:
+        dl.download_file(src.as_uri(), dest, sha256="0" * 64, keep_aside_bytes=1024)
+    aside = dest.with_name("crossmoda2022_training.zip.sha256-mismatch")
+    assert "sha256 mismatch" in str(info.value)
+    assert f"the file is kept aside as {aside}" in str(info.value)
+    assert aside.read_bytes() == b"x" * 4096 and not dest.exists()
+    assert not dest.with_name(dest.name + ".part").exists()
+
+
+def test_datasets_verify_rechecks_downloads(tmp_path: Path, capsys):
+    spec = load_spec(REGISTRY / "refuge.yaml")
+    downloads = tmp_path / "downloads" / "refuge"
+    downloads.mkdir(parents=True)
+    args = ["datasets", "verify", "refuge", "--registry-dir", str(REGISTRY),
+            "--resources", str(tmp_path)]
+    assert main(args) == 2
+    assert "REFUGE2.zip: missing" in capsys.readouterr().out
+    (downloads / "REFUGE2.zip").write_bytes(b"first")
+    download_dataset(spec, downloads)  # a manual file: its hash is recorded on first use
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"REFUGE2.zip: ok {dl.sha256_of(downloads / 'REFUGE2.zip')} (lock file)" in out
+    assert "refuge: 1 of 1 files verified" in out
+    (downloads / "REFUGE2.zip").write_bytes(b"changed on disk")
+    assert main(args) == 2
+    assert "REFUGE2.zip: WRONG: REFUGE2.zip: sha256 mismatch" in capsys.readouterr().out
+    assert (downloads / "REFUGE2.zip").read_bytes() == b"changed on disk"  # only looks
+    assert verify_dataset(spec, downloads)[0][1].startswith("WRONG")
 
 
 def test_wrong_size_is_refused(tmp_path: Path):
@@ -206,6 +247,76 @@ def test_symlink_inside_target_is_allowed(tmp_path: Path):
     assert (out / "data" / "b.txt").read_bytes() == b"a"
 
 
+def _zip_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_nested_archives_are_unpacked_in_place(tmp_path: Path):
+    """Mendeley's "Download All": a zip holding the dataset's zip (and a tar inside that)."""
+    inner_tar = io.BytesIO()
+    with tarfile.open(fileobj=inner_tar, mode="w") as tf:
+        info = tarfile.TarInfo("deep/c.txt")
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"c"))
+    inner = _zip_bytes({"Images/1.png": b"png", "more/extra.tar": inner_tar.getvalue()})
+    arc = _zip(tmp_path / "hxt48yk462-2.zip", {"DentalPanoramicXrays.zip": inner,
+                                               "README.txt": b"r"})
+    out = extract_archive(arc, tmp_path / "out")
+    assert (out / "Images" / "1.png").read_bytes() == b"png"
+    assert (out / "more" / "deep" / "c.txt").read_bytes() == b"c"
+    assert not (out / "DentalPanoramicXrays.zip").exists()  # unpacked, then removed
+    assert not (out / "more" / "extra.tar").exists()
+
+
+def test_malicious_inner_archive_is_refused_and_nothing_written(tmp_path: Path):
+    inner = _zip_bytes({"ok.txt": b"ok", "../../escape.txt": b"x"})
+    arc = _zip(tmp_path / "outer.zip", {"good.txt": b"g", "data/inner.zip": inner})
+    target = tmp_path / "a" / "b" / "out"
+    with pytest.raises(ExtractError, match=r"outer\.zip: inner archive 'data/inner\.zip': .*"
+                       r"member '\.\./\.\./escape\.txt' contains '\.\.'"):
+        extract_archive(arc, target)
+    assert not any(target.iterdir())
+    assert not list(tmp_path.rglob("escape.txt"))
+
+
+def test_inner_tar_with_link_outside_is_refused(tmp_path: Path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("link")
+        info.type, info.linkname = tarfile.SYMTYPE, "../../../../etc/passwd"
+        tf.addfile(info)
+    arc = _zip(tmp_path / "outer.zip", {"inner.tar": buf.getvalue()})
+    with pytest.raises(ExtractError, match=r"inner archive 'inner\.tar': .*symlink"):
+        extract_archive(arc, tmp_path / "out")
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_zip_bombs_are_refused_by_the_limits(tmp_path: Path):
+    zeros = _zip_bytes({"zeros.bin": bytes(2_000_000)})  # ~2 MB of zeros in ~2 kB
+    bomb = tmp_path / "bomb.zip"
+    bomb.write_bytes(zeros)
+    small = Limits(ratio_applies_above=1_000_000)  # the default starts at 1 GiB
+    with pytest.raises(ExtractError, match=r"bomb\.zip: unpacks to 2000000 bytes .*ratio"):
+        extract_archive(bomb, tmp_path / "out", small)
+    arc = _zip(tmp_path / "many.zip", {f"f{i}.txt": b"x" for i in range(5)})
+    with pytest.raises(ExtractError, match=r"many\.zip: 5 members, more than the limit of 4"):
+        extract_archive(arc, tmp_path / "out", Limits(max_members=4))
+    with pytest.raises(ExtractError, match=r"unpacks to 5 bytes, more than the limit of 4"):
+        extract_archive(arc, tmp_path / "out", Limits(max_total_bytes=4))
+    nested = _zip(tmp_path / "nest.zip", {"a.zip": _zip_bytes({"b.zip": _zip_bytes({"c": b"c"})})})
+    with pytest.raises(ExtractError, match=r"nested deeper than 1 levels"):
+        extract_archive(nested, tmp_path / "out", Limits(max_depth=1))
+    # the bomb refused even when it is inside an innocent-looking outer archive
+    outer = _zip(tmp_path / "outer.zip", {"inner.zip": zeros})
+    with pytest.raises(ExtractError, match=r"inner archive 'inner\.zip': .*possible zip bomb"):
+        extract_archive(outer, tmp_path / "out", small)
+    assert not any((tmp_path / "out").iterdir())
+
+
 # --------------------------------------------------------------------------- convert
 def _nii(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,7 +342,7 @@ def test_bad_cases_are_reported_and_others_converted(tmp_path: Path):
     for cid, (im, ia, lb, la) in cases.items():
         _nii(root / "img" / f"{cid}.nii.gz", im, ia)
         _nii(root / "label" / f"{cid.replace('img', 'label')}.nii.gz", lb, la)
-    spec = load_spec(REGISTRY / "btcv.yaml")
+    spec = dataclasses.replace(load_spec(REGISTRY / "btcv.yaml"), max_skipped=5)
     out = tmp_path / "results" / "datasets" / "btcv"
     report = convert_dataset(spec, tmp_path / "extracted", out, seed=0)
 
@@ -246,6 +357,8 @@ def test_bad_cases_are_reported_and_others_converted(tmp_path: Path):
         in reasons["img0006"]
     saved = json.loads((out / "conversion_report.json").read_text())
     assert saved["converted"] == ["img0001"] and len(saved["skipped"]) == 5
+    assert saved["summary"].startswith("btcv: 1 converted, 5 skipped (")
+    assert "unexpected label values: 1" in saved["summary"]
     ds = StandardDataset(out)
     assert [c.case_id for c in ds.cases("test")] == ["img0001"]
     assert set(np.unique(ds.read_label(ds.cases("test")[0]).array)) == {0, 6}  # liver -> 6
@@ -274,7 +387,7 @@ def test_empty_extracted_folder_is_a_clear_error(tmp_path: Path):
 def test_colour_label_is_refused(tmp_path: Path):
     from PIL import Image
 
-    spec = load_spec(REGISTRY / "stare.yaml")
+    spec = dataclasses.replace(load_spec(REGISTRY / "stare.yaml"), max_skipped=1)
     rgb = np.zeros((8, 8, 3), np.uint8)
     for i, name in enumerate(("im0001", "im0002")):
         (tmp_path / "ex").mkdir(exist_ok=True)

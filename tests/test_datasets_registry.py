@@ -88,12 +88,35 @@ def test_invalid_dataset_file_names_file_and_reason(over, message):
         spec_from_dict(_raw(**over), "config/datasets/wbc.yaml")
 
 
-def test_for_each_expands_kits_imaging_files():
+def test_kits_files_are_the_hugging_face_images_and_pinned_segmentations():
+    """neheller/kits23 kits23/download.py fetches images from the Hugging Face dataset
+    neheller/KiTS-Challenge-Imaging (images/case_NNNNN.nii.gz) for 489 training cases."""
     spec = load_spec(REGISTRY / "kits23.yaml")
-    imaging = [f for f in spec.files if f.place]
-    assert len(imaging) == 489
-    assert imaging[0].url.endswith("master_00000.nii.gz")
-    assert imaging[-1].place == "kits23-main/dataset/case_00588/imaging.nii.gz"
+    images = [f for f in spec.files if f.place and f.place.startswith("images/")]
+    segs = [f for f in spec.files if f.place and f.place.endswith("segmentation.nii.gz")]
+    assert len(images) == len(segs) == 489 == len(spec.files) // 2
+    assert images[0].url == ("https://huggingface.co/datasets/neheller/KiTS-Challenge-Imaging/"
+                             "resolve/main/images/case_00000.nii.gz")
+    assert images[-1].place == "images/case_00588.nii.gz"
+    assert all("/c1088353084c17b8882a11db71429e7c022b7785/dataset/case_" in f.url for f in segs)
+    assert not any("digitaloceanspaces" in (f.url or "") for f in spec.files)
+    assert not any(f.name.endswith("main.zip") for f in spec.files)  # no 6 GB repository zip
+
+
+def test_registry_facts_with_sources():
+    specs = load_registry(REGISTRY)
+    assert specs["wbc"].license.startswith("GPL-3.0")
+    assert specs["cas23"].page == "https://codalab.lisn.upsaclay.fr/competitions/9804"
+    pendal = specs["pendal"]
+    assert pendal.access_mode == "direct" and pendal.files[0].name == "DentalPanoramicXrays.zip"
+    assert pendal.files[0].sha256 == (
+        "4ab6f670428df8052ae04aef82011050cd5ad4805f4d28d32fea523880752cf3")
+    assert pendal.rules.label_rule.mode == "nonzero"
+    assert specs["stare"].rules.label_rule.at == 128
+    assert specs["lnq23"].rules.resample_label is True
+    assert specs["tdsc_abus23"].rules.placeholder_spacing.spacing == (0.2, 0.073, 0.475674)
+    assert {s.max_skipped for s in specs.values()} == {0}
+    assert specs["cadvidset"].access_mode == "on request"
 
 
 def test_datasets_list_shows_status(tmp_path: Path, capsys):
@@ -109,9 +132,15 @@ def test_datasets_list_shows_status(tmp_path: Path, capsys):
                str(tmp_path / "res"), "--results", str(tmp_path / "out")])
     assert rc == 0
     lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
-    assert lines["btcv"].endswith("downloaded") and "registration" in lines["btcv"]
-    assert lines["wbc"].endswith("converted")
+    assert lines["btcv"].endswith("downloaded") and " registration " in lines["btcv"]
+    assert lines["wbc"].endswith("converted") and " direct " in lines["wbc"]
     assert lines["stare"].endswith("missing")
+    assert "unverified" in lines["btcv"] and "unverified" in lines["wbc"]
+    (reg / "wbc.yaml").write_text((reg / "wbc.yaml").read_text().split("unverified:")[0])
+    main(["datasets", "list", "--registry-dir", str(reg), "--resources",
+          str(tmp_path / "res"), "--results", str(tmp_path / "out")])
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
+    assert "unverified" not in lines["wbc"] and "checked" in lines["wbc"]
 
 
 def test_cli_download_of_registration_dataset_prints_guidance(tmp_path: Path, capsys):
@@ -120,7 +149,7 @@ def test_cli_download_of_registration_dataset_prints_guidance(tmp_path: Path, ca
     assert rc == 2
     err = capsys.readouterr().err
     assert "refuge.grand-challenge.org" in err
-    assert str((tmp_path / "downloads" / "refuge" / "Annotation-Training400.zip").resolve()) in err
+    assert str((tmp_path / "downloads" / "refuge" / "REFUGE2.zip").resolve()) in err
 
 
 # --------------------------------------------------------------------------- bring your own

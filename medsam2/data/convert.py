@@ -8,7 +8,11 @@ PPM/TIF, optionally gzipped, via PIL; NumPy .npy), keeping the true geometry (RA
 3D volumes reoriented to the closest canonical orientation), checking that image and
 label agree, mapping raw label values to the dataset file's output labels, a seeded
 split, writing, ``dataset.json`` and a conversion report. A case that fails is reported
-with its file and the reason and skipped; the other cases are converted.
+with its file and the reason and skipped; the other cases are converted. The dataset
+file's rules (``converters/_rules.py``: label encoding, label resampling, placeholder
+spacing) are applied here, and each applied rule is a note in the report. Losses are
+loud: a one-line summary (converted / skipped, reasons) is printed, and more skipped
+cases than the dataset file's ``max_skipped`` fail the conversion.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import io
 import json
 import re
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +48,7 @@ from medsam2.data.layout import (
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".gif")
 SITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr", ".dcm")
 if TYPE_CHECKING:  # pragma: no cover
+    from medsam2.data.converters._rules import CaseRules
     from medsam2.data.registry import DatasetSpec
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -205,8 +211,13 @@ def _read_label(case: RawCase) -> tuple[Volume, Path]:
     return first, case.label[0][0]
 
 
-def load_case(case: RawCase, spec_labels: tuple[dict, dict], dims: int) -> tuple[Volume, Volume]:
-    """Read, check and map one case; raise LayoutError naming the file and the reason."""
+def load_case(
+    case: RawCase, spec_labels: tuple[dict, dict], dims: int, rules: CaseRules | None = None
+) -> tuple[Volume, Volume, list[str]]:
+    """Read, check and map one case; raise LayoutError naming the file and the reason.
+
+    Returns the image, the mapped label and the notes of the rules that changed something.
+    """
     if case.label is None or (not isinstance(case.label, Path) and not case.label):
         raise LayoutError(f"{case.image}: no label file found for case '{case.case_id}'")
     image = read_any(case.image)
@@ -216,25 +227,75 @@ def load_case(case: RawCase, spec_labels: tuple[dict, dict], dims: int) -> tuple
     if case.spacing is not None:
         affine = affine_from_spacing(case.spacing)
         image, label = Volume(image.array, affine), Volume(label.array, affine)
+    notes: list[str] = []
+    if rules is not None:
+        image, label = _apply_geometry_rules(rules, image, label, case.image, label_path, notes)
     check_pair(image, label, f"{case.image} (label {label_path})")
-    mapped = Volume(map_labels(label.array, *spec_labels, label_path), label.affine)
+    raw = label.array
+    if rules is not None:
+        check_label(raw, label_path)
+        raw, note = rules.label_rule.apply(raw, spec_labels[0], label_path)
+        notes += [note] if note else []
+    mapped = Volume(map_labels(raw, *spec_labels, label_path), label.affine)
     if dims == 3:
         image, mapped = to_canonical(image), to_canonical(mapped)
-    return image, mapped
+    return image, mapped, notes
+
+
+def _apply_geometry_rules(
+    rules: CaseRules, image: Volume, label: Volume, image_path: Path, label_path: Path,
+    notes: list[str],
+) -> tuple[Volume, Volume]:
+    """Placeholder spacing first (it changes the grid), then label resampling if allowed."""
+    from medsam2.data.converters._rules import resample_to, same_grid
+
+    if rules.placeholder_spacing is not None:
+        image, note = rules.placeholder_spacing.apply(image, image_path)
+        notes += [note] if note else []
+        label, note = rules.placeholder_spacing.apply(label, label_path)
+        notes += [note] if note else []
+    if rules.resample_label and not same_grid(image, label):
+        label, note = resample_to(label, image, label_path)
+        notes.append(note)
+    return image, label
 
 
 # --------------------------------------------------------------------------- driver
 @dataclass
 class ConversionReport:
+    """What a conversion did: converted ids, skipped ids with reasons, notes of rules applied."""
+
     dataset: str
     converted: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+
+    def one_line(self) -> str:
+        """``name: N converted, M skipped (reason: count, ...)[, K cases changed by rules]``."""
+        line = f"{self.dataset}: {len(self.converted)} converted, {len(self.skipped)} skipped"
+        if self.skipped:
+            kinds = Counter(reason_kind(s["reason"]) for s in self.skipped)
+            line += " (" + ", ".join(f"{k}: {n}" for k, n in kinds.most_common()) + ")"
+        if self.notes:
+            line += f"; {len(self.notes)} case(s) changed by dataset-file rules (see the report)"
+        return line
 
     def summary(self) -> str:
-        lines = [f"{self.dataset}: {len(self.converted)} cases converted, "
-                 f"{len(self.skipped)} skipped"]
+        lines = [self.one_line()]
         lines += [f"  skipped {s['case']}: {s['reason']}" for s in self.skipped]
+        lines += [f"  note {cid}: {n}" for cid, notes in self.notes.items() for n in notes]
         return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {"summary": self.one_line(), "converted": self.converted,
+                "skipped": self.skipped, "notes": self.notes}
+
+
+def reason_kind(reason: str) -> str:
+    """The kind of a skip reason, without the file and the values (for the summary)."""
+    text = reason.split(": ", 1)[-1] if ": " in reason else reason
+    text = re.split(r"[\[\(']| \d", text, maxsplit=1)[0]
+    return text.strip(" ,:") or "error"
 
 
 def safe_case_id(text: str) -> str:
@@ -252,11 +313,15 @@ def run_conversion(
     test_fraction: float,
     channel_name: str = "image",
     extra_meta: dict | None = None,
+    rules: CaseRules | None = None,
+    max_skipped: int | None = None,
 ) -> ConversionReport:
     """Convert ``cases`` into ``out`` atomically (a temp folder renamed at the end).
 
     The seeded split is drawn over the cases that converted (sorted ids), so it depends
-    only on the data and the seed.
+    only on the data and the seed. More than ``max_skipped`` skipped cases (None: no
+    limit) raise ConversionError listing every reason, and ``out`` is not written: a
+    broken converter stops the run instead of shrinking the test set.
     """
     if not cases:
         raise ConversionError(f"{name}: no cases found (is the layout what the converter expects?)")
@@ -271,14 +336,22 @@ def run_conversion(
     report = ConversionReport(name)
     for case in cases:
         try:
-            image, label = load_case(case, (source_labels, labels), dims)
+            image, label, notes = load_case(case, (source_labels, labels), dims, rules)
             write_case(tmp, case.case_id, "train", image, label, ending)
             report.converted.append(case.case_id)
+            if notes:
+                report.notes[case.case_id] = notes
         except LayoutError as exc:
             report.skipped.append({"case": case.case_id, "reason": str(exc)})
     if not report.converted:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ConversionError(f"{name}: no case could be converted\n{report.summary()}")
+    if max_skipped is not None and len(report.skipped) > max_skipped:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ConversionError(
+            f"{name}: {len(report.skipped)} cases skipped, more than max_skipped={max_skipped} "
+            f"allowed by the dataset file (nothing written)\n{report.summary()}"
+        )
     # Split over the cases that converted, so a bad case never empties a split.
     done = report.converted
     train, test = seeded_split(done, test_fraction, seed) if len(done) > 1 else ([], done)
@@ -289,8 +362,7 @@ def run_conversion(
             (tmp / folder / name).replace(dest)
     out_labels = {"background": 0, **{n: i + 1 for i, n in enumerate(labels)}}
     write_splits(tmp, train, test, seed)
-    (tmp / "conversion_report.json").write_text(json.dumps(
-        {"converted": report.converted, "skipped": report.skipped}, indent=2) + "\n")
+    (tmp / "conversion_report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     write_dataset_json(tmp, out_labels, len(train), ending, {"0": channel_name},
                        numTest=len(test), **(extra_meta or {}))
     if out.exists():
@@ -313,7 +385,7 @@ def convert_dataset(spec: DatasetSpec, src: Path, out: Path, seed: int = 0,
     return run_conversion(
         out.name, cases, Path(out), spec.dims, spec.source_labels, spec.labels, seed,
         test_fraction if test_fraction is not None else spec.split["test_fraction"],
-        spec.channel_name, meta,
+        spec.channel_name, meta, rules=spec.rules, max_skipped=spec.max_skipped,
     )
 
 

@@ -5,6 +5,10 @@ so a half-written file never looks complete to a later rule. Where the dataset f
 no sha256 (a moving GitHub archive, a file we could not see), the first hash seen is
 recorded in ``sha256.lock.json`` beside the downloads and enforced on every later run
 (trust on first use), so a silently changed upstream file is noticed.
+
+A large file with the wrong hash is not deleted: it is renamed aside
+(``<name>.sha256-mismatch``) and the error says so, so that hours of download survive a
+wrong hash in a dataset file and can be inspected, or renamed back by hand.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pathlib import Path
 
 LOCK_NAME = "sha256.lock.json"
 CHUNK = 1 << 20
+KEEP_ASIDE_BYTES = 64 << 20  # a wrong file at least this big is renamed aside, not deleted
+ASIDE_SUFFIX = ".sha256-mismatch"
 
 
 class DownloadError(RuntimeError):
@@ -90,7 +96,8 @@ def _fetch_http(url: str, part: Path, timeout: float) -> None:
             raise OSError(f"incomplete transfer: {received} of {length} bytes")
 
 
-def _verify(path: Path, name: str, sha256: str | None, size: int | None) -> str:
+def check_file(path: Path, name: str, sha256: str | None, size: int | None) -> str:
+    """Return the file's sha256; raise DownloadError naming it if size or hash is wrong."""
     if size is not None and path.stat().st_size != int(size):
         raise DownloadError(
             f"{name}: size {path.stat().st_size} bytes, expected {int(size)} bytes "
@@ -102,6 +109,19 @@ def _verify(path: Path, name: str, sha256: str | None, size: int | None) -> str:
     return digest
 
 
+def _discard(part: Path, dest: Path, keep_aside_bytes: int) -> str:
+    """Remove a downloaded file that failed its check, or keep a large one aside.
+
+    Returns a sentence for the error message saying what happened to the file.
+    """
+    if part.is_file() and part.stat().st_size >= keep_aside_bytes:
+        aside = dest.with_name(dest.name + ASIDE_SUFFIX)
+        part.replace(aside)
+        return f"the file is kept aside as {aside} (rename it to {dest.name} if it is right)"
+    part.unlink(missing_ok=True)
+    return "the file was removed"
+
+
 def download_file(
     url: str,
     dest: Path | str,
@@ -110,10 +130,12 @@ def download_file(
     retries: int = 3,
     backoff_s: float = 2.0,
     timeout: float = 60.0,
+    keep_aside_bytes: int = KEEP_ASIDE_BYTES,
 ) -> str:
     """Download ``url`` to ``dest`` and return its sha256.
 
-    A wrong hash or size removes the partial file and raises; a network error is retried
+    A wrong hash or size raises; the file is removed, or renamed aside when it is at least
+    ``keep_aside_bytes`` big (a multi-GB download is not thrown away). A network error is retried
     ``retries`` times (resuming where the server supports ranges). Where ``sha256`` is
     None, the lock file beside ``dest`` supplies the hash seen before, if any, and
     records this one otherwise.
@@ -151,10 +173,9 @@ def download_file(
             f" partial data kept in {part} for resuming"
         )
     try:
-        digest = _verify(part, dest.name, expected, size)
-    except DownloadError:
-        part.unlink(missing_ok=True)
-        raise
+        digest = check_file(part, dest.name, expected, size)
+    except DownloadError as exc:
+        raise DownloadError(f"{exc}; {_discard(part, dest, keep_aside_bytes)}") from exc
     part.replace(dest)
     if sha256 is None:
         record_lock(dest.parent, dest.name, digest)
@@ -171,7 +192,7 @@ def verify_existing(path: Path | str, sha256: str | None = None, size: int | Non
     if not path.is_file():
         raise DownloadError(f"{path}: file not found")
     expected = sha256 or read_lock(path.parent).get(path.name)
-    digest = _verify(path, path.name, expected, size)
+    digest = check_file(path, path.name, expected, size)
     if sha256 is None and expected is None:
         record_lock(path.parent, path.name, digest)
     return digest

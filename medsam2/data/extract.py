@@ -2,9 +2,14 @@
 
 Archives from challenge sites are data we do not control: every member is checked before
 anything is written (no absolute path, no ``..``, no link or device that could write or
-point outside the target), and the archive is unpacked into a temporary folder that is
-renamed into place only when complete, so an interrupted or refused extraction leaves
-nothing that looks finished.
+point outside the target; member count, total size and compression ratio under limits, so
+a zip bomb is refused before it fills the disk), and the archive is unpacked into a
+temporary folder that is renamed into place only when complete, so an interrupted or
+refused extraction leaves nothing that looks finished.
+
+Some datasets ship archives inside archives (Mendeley's "Download All" zip holds the
+dataset's own zip; REFUGE2.zip holds one zip per subset). Inner archives are unpacked in
+place, under the same rules and limits, before anything is moved into the target.
 """
 
 from __future__ import annotations
@@ -14,9 +19,28 @@ import shutil
 import stat
 import tarfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one archive may unpack to; each inner archive gets the same limits.
+
+    The defaults hold the largest paper dataset (a few hundred GB of CT at most) and
+    refuse the classic bombs: millions of members, or kilobytes that inflate to terabytes.
+    ``max_ratio`` is uncompressed size over archive size (images compress ~2-20x, mostly
+    empty masks more); it applies only once an archive unpacks to more than
+    ``ratio_applies_above`` bytes, where a bomb starts to hurt.
+    """
+
+    max_members: int = 1_000_000
+    max_total_bytes: int = 1 << 40  # 1 TiB
+    max_ratio: float = 100.0
+    ratio_applies_above: int = 1 << 30  # 1 GiB
+    max_depth: int = 3  # archive in archive in archive
 
 
 class ExtractError(RuntimeError):
@@ -45,6 +69,27 @@ def _inside(target: Path, link_parent: PurePosixPath, link_target: str) -> bool:
         return False
     resolved = os.path.normpath(os.path.join(str(target), str(link_parent), link_target))
     return resolved == str(target) or resolved.startswith(str(target) + os.sep)
+
+
+def _check_budget(archive: Path, sizes: list[int], limits: Limits) -> None:
+    """Refuse an archive whose members exceed the count, size or ratio limits."""
+    if len(sizes) > limits.max_members:
+        raise ExtractError(
+            f"{archive}: {len(sizes)} members, more than the limit of {limits.max_members} "
+            "(refused: possible zip bomb)"
+        )
+    total = sum(sizes)
+    if total > limits.max_total_bytes:
+        raise ExtractError(
+            f"{archive}: unpacks to {total} bytes, more than the limit of "
+            f"{limits.max_total_bytes} bytes (refused: possible zip bomb)"
+        )
+    packed = max(archive.stat().st_size, 1)
+    if total > limits.ratio_applies_above and total / packed > limits.max_ratio:
+        raise ExtractError(
+            f"{archive}: unpacks to {total} bytes from {packed} bytes (ratio "
+            f"{total / packed:.0f} > {limits.max_ratio:.0f}; refused: possible zip bomb)"
+        )
 
 
 def _check_zip(archive: Path, zf: zipfile.ZipFile, target: Path) -> None:
@@ -82,13 +127,18 @@ def _check_tar(archive: Path, tf: tarfile.TarFile, target: Path) -> None:
             )
 
 
-def extract_archive(archive: Path | str, target: Path | str) -> Path:
+def extract_archive(
+    archive: Path | str, target: Path | str, limits: Limits | None = None, _depth: int = 0
+) -> Path:
     """Extract ``archive`` into ``target`` (created; existing files there are kept).
 
-    Raises ExtractError naming the archive for a truncated/corrupt archive or an unsafe
-    member; in that case nothing is added to ``target``.
+    Archives found inside are unpacked where they lie (and then removed), up to
+    ``limits.max_depth`` levels. Raises ExtractError naming the archive (and the inner
+    archive) for a truncated/corrupt archive, an unsafe member or a broken limit; in that
+    case nothing is added to ``target``.
     """
     archive, target = Path(archive), Path(target)
+    limits = limits or Limits()
     if not archive.is_file():
         raise ExtractError(f"{archive}: archive not found")
     target.mkdir(parents=True, exist_ok=True)
@@ -102,15 +152,18 @@ def extract_archive(archive: Path | str, target: Path | str) -> Path:
                 bad = zf.testzip()
                 if bad is not None:
                     raise ExtractError(f"{archive}: member '{bad}' is corrupt (CRC mismatch)")
+                _check_budget(archive, [i.file_size for i in zf.infolist()], limits)
                 _check_zip(archive, zf, real_tmp)
                 zf.extractall(real_tmp)
         else:
             with tarfile.open(archive) as tf:
+                _check_budget(archive, [m.size for m in tf.getmembers()], limits)
                 _check_tar(archive, tf, real_tmp)
                 if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: a second guard
                     tf.extractall(real_tmp, filter="data")
                 else:  # pragma: no cover - older Pythons rely on _check_tar alone
                     tf.extractall(real_tmp)
+        _extract_inner(archive, real_tmp, limits, _depth)
         _merge(real_tmp, target)
     except ExtractError:
         raise
@@ -121,6 +174,23 @@ def extract_archive(archive: Path | str, target: Path | str) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _extract_inner(archive: Path, folder: Path, limits: Limits, depth: int) -> None:
+    """Unpack every archive found under ``folder`` where it lies, then remove it."""
+    inner = sorted(p for p in folder.rglob("*")
+                   if p.is_file() and not p.is_symlink() and is_archive(p))
+    if inner and depth + 1 > limits.max_depth:
+        raise ExtractError(
+            f"{archive}: archives nested deeper than {limits.max_depth} levels (refused)"
+        )
+    for path in inner:
+        rel = path.relative_to(folder)
+        try:
+            extract_archive(path, path.parent, limits, depth + 1)
+        except ExtractError as exc:
+            raise ExtractError(f"{archive}: inner archive '{rel}': {exc}") from exc
+        path.unlink()
 
 
 def _merge(src: Path, dst: Path) -> None:

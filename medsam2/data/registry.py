@@ -3,8 +3,13 @@
 A dataset file says where the data comes from (URLs or, behind a registration, the page
 and the exact file to fetch by hand), how to check it (sha256, size), which converter maps
 its layout, and what its labels mean. This module loads and validates those files, runs
-download / extract / convert for one key, and reports each key's status on this machine;
-``medsam2 datasets ...`` at the bottom is the thin CLI the Snakemake rules call.
+download / extract / convert / verify for one key, and reports each key's status on this
+machine; ``medsam2 datasets ...`` at the bottom is the thin CLI the Snakemake rules call.
+
+Besides the keys in ``REQUIRED``, a dataset file may carry the rules its converter applies
+(``label_rule``, ``resample_label``, ``placeholder_spacing``: see
+``medsam2/data/converters/_rules.py``) and ``max_skipped``, the number of cases the
+conversion may lose before it fails (default 0: every case of a paper dataset must convert).
 """
 
 from __future__ import annotations
@@ -17,14 +22,17 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from medsam2.data import download as dl
 from medsam2.data import extract as ex
 
-ACCESS = ("public", "registration")
+if TYPE_CHECKING:  # pragma: no cover
+    from medsam2.data.converters._rules import CaseRules
+
+ACCESS = ("public", "registration", "request")  # request: from the authors, by asking
 PROMPTS = ("click", "box", "mask")
 REQUIRED = (
     "key", "task", "modality", "dims", "access", "page", "license", "citation", "files",
@@ -71,7 +79,17 @@ class DatasetSpec:
     paper_key: str | None = None
     paper_structures: dict[str, str] = field(default_factory=dict)
     unverified: list[str] = field(default_factory=list)
+    max_skipped: int = 0
+    rules: CaseRules | None = None
     path: Path | None = None
+
+    @property
+    def access_mode(self) -> str:
+        """direct (every file has a URL), manual (a public file fetched by hand),
+        registration (behind a sign-up or data agreement) or on request (from the authors)."""
+        if self.access in ("registration", "request"):
+            return "on request" if self.access == "request" else "registration"
+        return "direct" if all(f.url for f in self.files) else "manual"
 
     @property
     def output_labels(self) -> dict[str, int]:
@@ -125,7 +143,10 @@ def spec_from_dict(raw: dict, where: str = "<dict>") -> DatasetSpec:
         raise RegistryError(f"{where}: missing keys {missing}")
     known = set(REQUIRED) | {
         "channel_name", "options", "instructions", "paper_key", "paper_structures", "unverified",
+        "max_skipped",
     }
+    rule_keys = {"label_rule", "resample_label", "placeholder_spacing"}
+    known |= rule_keys
     unknown = sorted(set(raw) - known)
     if unknown:
         raise RegistryError(f"{where}: unknown keys {unknown}")
@@ -153,19 +174,27 @@ def spec_from_dict(raw: dict, where: str = "<dict>") -> DatasetSpec:
     if not isinstance(frac, (int, float)) or not 0 < frac <= 1:
         raise RegistryError(f"{where}: split.test_fraction must be in (0, 1]")
     files = _expand_files(raw["files"] or [], where)
-    if any(f.url is None for f in files) and not (raw["access"] == "registration"
+    if any(f.url is None for f in files) and not (raw["access"] != "public"
                                                   or raw.get("instructions")):
         raise RegistryError(
             f"{where}: a public file without url needs 'instructions' for the manual download"
         )
     from medsam2.data.converters import CONVERTERS
+    from medsam2.data.converters._rules import RuleError, parse_rules
 
     if raw["converter"] not in CONVERTERS:
         raise RegistryError(
             f"{where}: converter {raw['converter']!r} unknown (known: {sorted(CONVERTERS)})"
         )
-    kwargs = {k: raw[k] for k in known if k in raw and k != "files"}
-    return DatasetSpec(**kwargs, files=files)
+    max_skipped = raw.get("max_skipped", 0)
+    if not isinstance(max_skipped, int) or isinstance(max_skipped, bool) or max_skipped < 0:
+        raise RegistryError(f"{where}: max_skipped must be a whole number >= 0")
+    try:
+        rules = parse_rules(raw, src, where)
+    except RuleError as exc:
+        raise RegistryError(str(exc)) from exc
+    kwargs = {k: raw[k] for k in known - rule_keys if k in raw and k != "files"}
+    return DatasetSpec(**kwargs, files=files, rules=rules)
 
 
 def load_spec(path: Path | str) -> DatasetSpec:
@@ -190,7 +219,9 @@ def load_registry(registry_dir: Path | str = "config/datasets") -> dict[str, Dat
 # --------------------------------------------------------------------------- stages
 def manual_message(spec: DatasetSpec, f: FileSpec, dest: Path) -> str:
     steps = f"\n  {spec.instructions.strip()}" if spec.instructions else ""
-    why = "needs a registration" if spec.access == "registration" else "needs a manual download"
+    why = {"registration": "needs a registration",
+           "request": "is given by its authors on request"}.get(spec.access,
+                                                                 "needs a manual download")
     return (
         f"dataset '{spec.key}' {why}: download the file '{f.name}' from {spec.page} "
         f"and put it at {dest.resolve()}{steps}"
@@ -240,6 +271,31 @@ def extract_dataset(spec: DatasetSpec, downloads: Path | str, target: Path | str
     return target
 
 
+def verify_dataset(spec: DatasetSpec, downloads: Path | str) -> list[tuple[str, str]]:
+    """Re-check every downloaded file against the dataset file's hash or the lock file.
+
+    Returns ``(file name, result)`` per file, result ``ok <sha256>``, ``missing`` or the
+    reason it is wrong; nothing is deleted or renamed (this only looks).
+    """
+    downloads = Path(downloads)
+    lock = dl.read_lock(downloads)
+    results = []
+    for f in spec.files:
+        path = downloads / f.name
+        if not path.is_file():
+            results.append((f.name, "missing"))
+            continue
+        expected = f.sha256 or lock.get(f.name)
+        try:
+            digest = dl.check_file(path, f.name, expected, f.size)
+        except dl.DownloadError as exc:
+            results.append((f.name, f"WRONG: {exc}"))
+            continue
+        known = "dataset file" if f.sha256 else ("lock file" if expected else "no hash known")
+        results.append((f.name, f"ok {digest} ({known})"))
+    return results
+
+
 def status(spec: DatasetSpec, resources: Path | str, results: Path | str, name: str) -> str:
     """missing / downloaded / converted, as seen on this machine."""
     if (Path(results) / "datasets" / name / "dataset.json").is_file():
@@ -253,9 +309,10 @@ def status(spec: DatasetSpec, resources: Path | str, results: Path | str, name: 
 # --------------------------------------------------------------------------- CLI
 def _cmd_list(args: argparse.Namespace) -> int:
     specs = load_registry(args.registry_dir)
-    rows = [("key", "task", "modality", "dims", "access", "prompt", "status")]
+    rows = [("key", "modality", "dims", "access", "prompt", "facts", "status")]
     for key, s in specs.items():
-        rows.append((key, s.task, s.modality, f"{s.dims}D", s.access, s.prompt,
+        facts = f"unverified ({len(s.unverified)})" if s.unverified else "checked"
+        rows.append((key, s.modality, f"{s.dims}D", s.access_mode, s.prompt, facts,
                      status(s, args.resources, args.results, key)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -284,14 +341,31 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    spec = _spec_arg(args)
+    downloads = args.dest or Path(args.resources) / "downloads" / spec.key
+    results = verify_dataset(spec, downloads)
+    bad = [r for r in results if not r[1].startswith("ok")]
+    for name, result in results:
+        print(f"{name}: {result}")
+    print(f"{spec.key}: {len(results) - len(bad)} of {len(results)} files verified in {downloads}")
+    return 2 if bad else 0
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from medsam2.data.convert import convert_dataset
+    from medsam2.data.convert import ConversionError, convert_dataset
 
     spec = _spec_arg(args)
     src = Path(args.src or Path(args.resources) / "extracted" / spec.key)
-    report = convert_dataset(spec, src, Path(args.out), seed=args.seed,
-                             test_fraction=args.test_fraction)
+    try:
+        report = convert_dataset(spec, src, Path(args.out), seed=args.seed,
+                                 test_fraction=args.test_fraction)
+    except ConversionError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 2
     print(report.summary())
+    if report.skipped:  # the one line again, last, where a console reader sees it
+        print(f"WARNING: {report.one_line()}", file=sys.stderr)
     return 0
 
 
@@ -322,6 +396,11 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("key")
     p.add_argument("--dest", type=Path, help="default: <resources>/downloads/<key>")
     p.set_defaults(func=_cmd_download)
+    p = sub.add_parser("verify", help="re-check one dataset's downloaded files (sha256)")
+    common(p)
+    p.add_argument("key")
+    p.add_argument("--dest", type=Path, help="default: <resources>/downloads/<key>")
+    p.set_defaults(func=_cmd_verify)
     p = sub.add_parser("extract", help="safely unpack one dataset's archives")
     common(p)
     p.add_argument("key")

@@ -1,8 +1,11 @@
 # Data stage for real datasets: download -> extract -> convert (`source: registry`, one
 # config/datasets/<key>.yaml each) and import_local (`source: local`, your own folder).
 # Every rule calls `medsam2 datasets <sub>`; each writes the standard dataset's
-# dataset.json, the file the rest of the workflow asks for. Synthetic datasets have their
-# own rule (synthetic.smk); the wildcard constraints below keep the rules apart.
+# dataset.json, the file the rest of the workflow asks for. Conversion prints a one-line
+# summary (converted / skipped, reasons) to its log and the console, and fails when more
+# cases are lost than the dataset file's max_skipped (strict shell mode: pipefail).
+# Synthetic datasets have their own rule (synthetic.smk); the wildcard constraints below
+# keep the rules apart.
 
 rule datasets_download:
     conda:
@@ -59,7 +62,7 @@ rule datasets_convert:
         split=lambda w: _split_args(w.dataset),
     shell:
         "medsam2 datasets convert {params.key} --registry-dir {params.registry}"
-        " --resources {params.resources} --out {params.out} {params.split} > {log} 2>&1"
+        " --resources {params.resources} --out {params.out} {params.split} 2>&1 | tee {log}"
 
 
 rule datasets_import_local:

@@ -1,8 +1,12 @@
-"""Panoramic dental X-rays with segmented mandibles (Abdi et al. 2015), Mendeley Data.
+"""Panoramic dental X-rays with segmented mandibles (Abdi et al. 2015), Mendeley Data
+hxt48yk462.
 
-Layout: ``Images/1.png``... with the mandible masks of two annotators in
-``Segmentation1/1.png`` and ``Segmentation2/1.png``; ``options.annotation`` picks the
-folder (default ``Segmentation1``).
+Layout: ``DentalPanoramicXrays.zip`` holds ``Images/1.png``... and the two annotators'
+``Segmentation1/1.png`` and ``Segmentation2/1.png`` (torch-em's
+``torch_em/data/datasets/medical/pandental.py``); Mendeley's "Download All" zip holds that
+zip (unpacked by the nested extraction). A segmentation file is the X-ray with every pixel
+outside the mandible set to zero, so the dataset file's label rule is ``nonzero``.
+``options.annotation`` picks the folder (default ``Segmentation1``).
 """
 
 from __future__ import annotations
