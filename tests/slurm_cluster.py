@@ -3,9 +3,9 @@
 A profile that never met a real SLURM is a guess, so the SLURM test brings one up from the
 Debian packages (slurmctld, slurmd, slurm-client, munge; ~10 s) with a generated
 slurm.conf: one node, fake GPUs (a gres whose ``File=`` entries are existing character
-devices), no accounting database. ``SlurmdParameters=config_overrides`` lets the node
-declare more CPUs and memory than the machine has, so the profile's realistic requests
-(64 GB, one GPU) schedule unchanged; nothing is enforced (``task/none``), the jobs are tiny.
+devices), no accounting database. The node is a small one (4 CPUs, 12 GB): the workflow's
+requests for a tiny CPU model must fit it with the profile as shipped; nothing is enforced
+(``task/none``).
 
 The config has to live at /etc/slurm/slurm.conf: the executor plugin's job step strips
 every SLURM_* variable, so SLURM_CONF would not reach the ``srun`` inside the job. We only
@@ -178,7 +178,7 @@ SlurmctldPidFile={work}/slurmctld.pid
 SlurmdPidFile={work}/slurmd.pid
 SlurmctldLogFile={work}/slurmctld.log
 SlurmdLogFile={work}/slurmd.log
-NodeName={node} NodeAddr=127.0.0.1 CPUs=32 RealMemory=262144 Gres=gpu:fake:{N_GPUS} State=UNKNOWN
+NodeName={node} NodeAddr=127.0.0.1 CPUs=4 RealMemory=12000 Gres=gpu:fake:{N_GPUS} State=UNKNOWN
 PartitionName={PARTITION} Nodes={node} Default=YES MaxTime=INFINITE State=UP
 """
     gres_conf = f"{MARKER}\n" + "".join(
@@ -267,6 +267,7 @@ models:
     image_size: 64
     memory: {policy: self_sorting, confidence: true, dissimilarity: true, resampling: true}
     train: {steps: 3, clip_len: 4, save_every: 1}
+    resources: {gpu: 1}        # a tiny model asks for none; here its jobs check GPU requests
 evaluate: {strict: false, hd95_penalty: diagonal}
 report: {main_model: medsam2-tiny}
 """

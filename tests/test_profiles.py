@@ -17,10 +17,11 @@ from medsam2.cli import main
 from medsam2.profile import ProfileError, available_profiles, install_profile
 
 PROFILES = REPO / "workflow" / "profiles"
-GPU_RULES = {"train_tracker", "predict_tracker", "nnunet_train", "nnunet_predict"}
+#: the rules that run a model: they may ask for GPUs (the model's spec says how many)
+MODEL_RULES = {"pretrain_tracker", "train_tracker", "predict_tracker", "template_sensitivity",
+               "nnunet_train", "nnunet_predict"}
 ENV_VARS = ("MEDSAM2_SLURM_ACCOUNT", "MEDSAM2_SLURM_PARTITION", "MEDSAM2_SLURM_GPU_PARTITION",
-            "MEDSAM2_SLURM_GPU_MODEL", "MEDSAM2_SLURM_TRAIN_GPUS", "SBATCH_ACCOUNT",
-            "SBATCH_PARTITION")
+            "MEDSAM2_SLURM_GPU_MODEL", "SBATCH_ACCOUNT", "SBATCH_PARTITION")
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
@@ -52,22 +53,18 @@ def test_profiles_present():
 
 
 def test_slurm_profile_defaults(clean_env):
+    """The profile says where jobs go, never how big they are: no GPU, memory, minutes or
+    threads anywhere in it (the workflow's specs size every job)."""
     args = parse("slurm")
     assert args["executor"] == "slurm"
     assert int(args["retries"]) >= 1 and int(args["jobs"]) >= 10
     assert args["slurm-logdir"] == "results/logs/slurm"
     assert args["slurm-status-command"] == "squeue"
-    res = rule_resources(args)
-    for rule in GPU_RULES:
-        assert res[rule]["gpu"] == "1", rule
-        assert "slurm_partition" not in res[rule] and "gpu_model" not in res[rule]
-        assert res[rule]["runtime"] and res[rule]["mem_mb"]
-    cpu_rules = set(res) - GPU_RULES
-    assert {"nnunet_plan", "evaluate"} <= cpu_rules
-    assert all("gpu" not in res[r] for r in cpu_rules)
-    defaults = dict(item.split("=", 1) for item in args["default-resources"])
-    assert "gpu" not in defaults and {"runtime", "mem_mb"} <= set(defaults)
-    assert "slurm_partition" not in defaults and "slurm_account" not in defaults
+    assert "set-threads" not in args
+    sized = ("gpu", "mem_mb", "runtime", "threads")
+    assert all(res == {} for res in rule_resources(args).values()) or \
+        not any(k in res for res in rule_resources(args).values() for k in sized)
+    assert not args.get("default-resources")  # no partition or account set either
 
 
 def test_slurm_profile_reads_environment(clean_env):
@@ -75,19 +72,14 @@ def test_slurm_profile_reads_environment(clean_env):
     clean_env.setenv("SBATCH_PARTITION", "all")  # fallback; a Python builtin's name
     clean_env.setenv("MEDSAM2_SLURM_GPU_PARTITION", "gpu")
     clean_env.setenv("MEDSAM2_SLURM_GPU_MODEL", "a100")
-    clean_env.setenv("MEDSAM2_SLURM_TRAIN_GPUS", "4")
     args = parse("slurm")
     defaults = dict(item.split("=", 1) for item in args["default-resources"])
     # quoted, so that Snakemake evaluates them to strings, never to a builtin like all()
-    assert defaults["slurm_account"] == "'proj-7'"
-    assert defaults["slurm_partition"] == "'all'"
+    assert defaults == {"slurm_account": "'proj-7'", "slurm_partition": "'all'"}
     res = rule_resources(args)
-    assert res["train_tracker"]["gpu"] == "4" and res["nnunet_train"]["gpu"] == "4"
-    assert res["predict_tracker"]["gpu"] == "1"
-    for rule in GPU_RULES:
-        assert res[rule]["slurm_partition"] == "'gpu'"
-        assert res[rule]["gpu_model"] == "'a100'"
-    assert "slurm_partition" not in res["evaluate"]
+    assert set(res) == MODEL_RULES
+    for rule in MODEL_RULES:
+        assert res[rule] == {"slurm_partition": "'gpu'", "gpu_model": "'a100'"}
 
 
 def test_local_profile():
@@ -112,10 +104,12 @@ def test_dry_run_gives_gpus_to_gpu_rules_only(tmp_path, clean_env):
             rules[current] = line
     assert {"synthesize", "train_tracker", "predict_tracker", "evaluate", "report"} <= set(rules)
     for rule, line in rules.items():
-        if rule in GPU_RULES:
+        if rule in MODEL_RULES:  # the miniature tracker asks for a GPU in its resources
             assert "gpu=1" in line and "slurm_partition=gpu" in line, line
         else:
             assert "gpu=" not in line and "slurm_partition=cpu" in line, line
+    # sized by the spec for a tiny model on a small node, not by the profile
+    assert "mem_mb=4000" in rules["train_tracker"] and "runtime=60" in rules["train_tracker"]
 
 
 def test_install_links_and_is_idempotent(tmp_path):

@@ -123,7 +123,7 @@ def _finished_outputs(root: Path) -> list[Path]:
     res = root / "results"
     return [*(res / "datasets" / d / "dataset.json" for d in DATASETS),
             *(res / "prompts" / f"{d}.json" for d in DATASETS),
-            res / "config.resolved.json"]
+            *sorted((res / "config").glob("resolved-*.json"))]
 
 
 @pytest.fixture(scope="module")

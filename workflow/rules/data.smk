@@ -19,6 +19,9 @@ rule datasets_download:
     params:
         registry=DATASET_REGISTRY,
         resources=lambda w, output: str(Path(output[0]).parents[2]),
+    resources:
+        mem_mb=4000,
+        runtime=lambda w, attempt: 240 * attempt,
     shell:
         "medsam2 datasets download {wildcards.key} --registry-dir {params.registry}"
         " --resources {params.resources} 2>&1 | tee {log}"
@@ -60,6 +63,9 @@ rule datasets_convert:
         key=lambda w: registry_key(w.dataset),
         out=lambda w: f"{RESULTS}/datasets/{w.dataset}",
         split=lambda w: _split_args(w.dataset),
+    resources:
+        mem_mb=lambda w: dataset_resources(w.dataset).mem_mb,
+        runtime=lambda w, attempt: dataset_resources(w.dataset).runtime * attempt,
     shell:
         "medsam2 datasets convert {params.key} --registry-dir {params.registry}"
         " --resources {params.resources} --out {params.out} {params.split} 2>&1 | tee {log}"
@@ -79,6 +85,9 @@ rule datasets_import_local:
         out=lambda w: f"{RESULTS}/datasets/{w.dataset}",
         split=lambda w: _split_args(w.dataset),
         extra=lambda w: local_import_args(w.dataset),
+    resources:
+        mem_mb=lambda w: dataset_resources(w.dataset).mem_mb,
+        runtime=lambda w, attempt: dataset_resources(w.dataset).runtime * attempt,
     shell:
         "medsam2 datasets import-local --path {params.path:q} --out {params.out}"
         " {params.split} {params.extra} > {log} 2>&1"
