@@ -74,7 +74,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from medsam2.config import predict_spec
+from medsam2.spec import parse_model
+from medsam2.typed import to_plain
 
 DATASETS = ("synth3d", "synth2d")
 #: keys varied in the model's entry itself; any other key is one of its ``train`` block
@@ -123,7 +124,8 @@ def score(spec: dict, checkpoint: Path, data: dict[str, Path], out: Path,
     with open(out / "run.log", "a") as log:
         for name, d in data.items():
             pred = out / f"pred_{name}"
-            cfg = json.dumps(predict_spec(spec, name))  # as the workflow predicts it
+            # as the workflow predicts it: the dataset's own prediction options
+            cfg = json.dumps(to_plain(parse_model(spec).for_dataset(name)))
             subprocess.run(["medsam2", "predict", "--model-json", cfg, "--checkpoint",
                             str(checkpoint), "--dataset-dir", str(d), "--prompts",
                             str(d.with_suffix(".prompts.json")), "--out-dir", str(pred),

@@ -294,3 +294,10 @@ def test_specs_are_frozen_and_plain_round_trips():
         spec.seed = 3
     plain = to_plain(spec.models["nn"])
     assert parse(NnunetSpec, copy.deepcopy(plain)) == spec.models["nn"]
+
+
+def test_baseline_commands_are_found_in_their_folders():
+    from medsam2.cli import STAGES, all_stages, baseline_stages
+
+    assert "nnunet" not in STAGES and baseline_stages()["nnunet"][0] == "baselines.nnunet.cli"
+    assert list(all_stages())[:len(STAGES)] == list(STAGES)

@@ -1,5 +1,6 @@
-"""`medsam2 nnunet plan|train|predict`: the thin command line over baselines.nnunet.runner.
+"""nnU-Net v2 baseline: plan, train, predict.
 
+`medsam2 nnunet plan|train|predict` is the thin command line over baselines.nnunet.runner.
 Each sub-command does one Snakemake rule's work and writes a small JSON record (what was
 done, where nnU-Net put it, how long it took) that the next rule reads. The runner is
 imported only when a sub-command runs, so ``medsam2 --help`` does not import torch.
