@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from medsam2.model.checkpoints import OFFICIAL as OFFICIAL_CHECKPOINTS
+from medsam2.report.files import report_files
 from medsam2.spec import Config, JobResources, SpecError
 from medsam2.typed import to_plain
 
@@ -60,7 +61,7 @@ def dataset_json(name):
 
 
 def spec_json(spec):
-    """A spec as the JSON a rule hands its command (a param: a change re-runs the rule)."""
+    """A spec as the JSON handed to a command (a param: a change re-runs the job)."""
     return json.dumps(to_plain(spec), sort_keys=True)
 
 
@@ -228,3 +229,49 @@ def tracker_checkpoint(model):
     if spec.weights_from:
         return f"{RESULTS}/models/{spec.weights_from}/checkpoint.pt"
     return spec.checkpoint
+
+
+# -- report (report.smk) ------------------------------------------------------------
+
+_REPORT_DIR = f"{RESULTS}/report"
+_REPORT_TABLES = {
+    "table1": "Table 1 (per structure)",
+    "table2": "Table 2 (per task)",
+    "table3": "Table 3 (ablation)",
+}
+_REPORT_METRICS = {"dice": "Dice", "hd95": "HD95"}
+_REPORT_FIGURES = {
+    "per_case": "Per case",
+    "overlays": "Overlays",
+    "ablation": "Ablation",
+    "reported_vs_ours": "Reported vs ours",
+}
+# An alias: `report(` must not start a line, the Snakefile parser takes it for the directive.
+_report_flag = report
+
+
+def report_output(name):
+    """One file of the report, marked for the HTML report where it is a table or figure."""
+    path = f"{_REPORT_DIR}/{name}"
+    stem, ext = Path(name).stem, Path(name).suffix
+    if name == "summary.html":
+        return _report_flag(path, caption="../report/summary.rst", category="Tables",
+                            subcategory="Summary",
+                            labels={"table": "Summary", "metric": "Dice and HD95"})
+    if name == "stats.csv":
+        return _report_flag(path, caption="../report/stats.rst",
+                            category="Statistical tests",
+                            labels={"table": "bootstrap CI and Wilcoxon tests"})
+    table, _, metric = stem.partition("_")
+    if ext == ".html" and table in _REPORT_TABLES:
+        title = _REPORT_TABLES[table]
+        return _report_flag(path, caption=f"../report/{table}.rst", category="Tables",
+                            subcategory=title,
+                            labels={"table": title, "metric": _REPORT_METRICS[metric]})
+    if name.startswith("figures/") and ext == ".png":
+        kind = next(k for k in _REPORT_FIGURES if stem == k or stem.endswith(f"_{k}"))
+        dataset = stem[: -len(kind) - 1] if stem != kind else "all"
+        title = _REPORT_FIGURES[kind]
+        return _report_flag(path, caption=f"../report/{kind}.rst", category="Figures",
+                            subcategory=title, labels={"dataset": dataset, "figure": title})
+    return path
