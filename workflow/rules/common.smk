@@ -18,7 +18,7 @@ try:
     SPEC = Config.from_dict(
         config,
         source=workflow.configfiles[-1] if workflow.configfiles else "config",
-        repo_root=Path(workflow.basedir),
+        repo_root=Path(workflow.current_basedir).parents[1],  # this checkout
     )
 except SpecError as err:
     raise WorkflowError(str(err)) from None
