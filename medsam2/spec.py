@@ -184,6 +184,8 @@ class ModelSpec:
     kind: str = knob(help="medsam2 | sam2 | nnunet | a folder under baselines/")
     paper_name: str | None = knob(None, help="row name in the paper's tables")
     datasets: tuple[str, ...] | None = knob(None, help="datasets to evaluate on (default all)")
+    footnote: str | None = knob(None, help="a line under every table with this model's row "
+                                           "(e.g. how its prompts differ)")
 
     def job_resources(self, stage: str) -> JobResources:
         """The resources of this model's ``stage`` job, every field set."""

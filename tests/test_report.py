@@ -80,7 +80,7 @@ def hand(tmp_path: Path) -> tuple[Path, Path]:
         "models": {
             "m1": {"kind": "medsam2", "paper_name": "MedSAM-2", "checkpoint": "m1.pt"},
             "m2": {"kind": "sam2", "paper_name": "SAM2", "checkpoint": "m2.pt"},
-            "m3": {"kind": "nnunet", "datasets": ["dA"]},
+            "m3": {"kind": "nnunet", "datasets": ["dA"], "footnote": "trained on dA only"},
         },
         "evaluate": {"hd95_penalty": "diagonal"},
         "report": {"main_model": "m1"},
@@ -133,6 +133,7 @@ def test_hand_fixture_table_values_bold_missing_and_footnotes(hand, tmp_path):
     assert "config sha256 " + ctx.provenance["config_hash"] in notes
     assert len(ctx.provenance["config_hash"]) == 12
     assert "Git commit " in notes and "No metrics file (not run): dA/m3" in notes
+    assert "m3: trained on dA only" in notes
 
     # HD95: lower is better; the one-sided empty lesion of m1 counts as the 50 mm diagonal
     hd = tables["table1_hd95"]

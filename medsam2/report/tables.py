@@ -298,6 +298,8 @@ def paper_tables(ctx: Context, name: str, title: str, columns: list[Column], mod
                  reported_label: Callable[[str], str] | None = None,
                  extra: list[str] | None = None) -> list[Table]:
     """A Dice table (ours, reported, delta) and its HD95 companion (ours only)."""
+    extra = list(extra or []) + [f"{m}: {ctx.models[m].footnote}" for m in models
+                                 if ctx.models[m].footnote]
     blocks = [ours_block(ctx, models, columns, "dice", row_label)] if models else []
     rep = reported_block(ctx, paper_key, columns, reported_label)
     if rep is not None:
