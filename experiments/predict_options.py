@@ -3,38 +3,20 @@ config: input size, mirrored views, prompt-connected components) on the validati
 of the phantoms, with weights that are already trained, never on the demo's test cases.
 
 Why: prediction options cost no training, but like a recipe they must be chosen on
-another draw than the one the demo reports (see ``bench/recipe.py``), and over several
+another draw than the one the demo reports (see ``experiments/recipe.py``), and over several
 trained models, since one model's Dice moves with its training seed by more than these
 options do. Give the checkpoints of models fine-tuned on the validation draw's training
-cases (``bench/recipe.py`` leaves them in ``bench_recipe/<key>=<value>/seed<N>/``) and
+cases (``experiments/recipe.py`` leaves them in ``results/experiments/recipe/<key>=<value>/seed<N>/``) and
 the variants as ``NAME=JSON`` (the whole ``predict`` block; ``{}`` = as trained).
 Each variant runs the pipeline's own ``medsam2 predict`` / ``evaluate`` on every
 checkpoint. Last lines: ``RESULT synth3d_dice[NAME] <mean over checkpoints>`` and
 ``RESULT predict_seconds[NAME] <mean seconds to predict and score synth3d>``.
 
-    python bench/predict_options.py --checkpoints bench_recipe/steps=750/seed*/checkpoint.pt \\
+    python experiments/predict_options.py --checkpoints results/experiments/recipe/steps=750/seed*/checkpoint.pt \\
         --variant plain='{}' --variant 224='{"image_size": 224}' \\
         --variant 224m='{"image_size": 224, "mirror": [[0, 1]]}'
 
-Measured (session 8; 2 CPU cores; five ``medsam2-tiny`` fine-tuned at 160 px on the
-validation draw: 750 steps with training seeds 0 / 1, 600 steps with seeds 0 / 1 / 2;
-synth3d mean test Dice, and the seconds one synth3d prediction of 8 volumes took):
-
-    predict block                               synth3d per model               mean   s
-    {} (160 px)                                 0.727 0.736 0.764 0.597 0.650   0.695  11
-    image_size 224                              0.822 0.769 0.833 0.627 0.697   0.750  15
-    224, mirror [[0, 1]]                        0.827 0.788 0.850 0.657 0.706   0.766  21
-    224, mirror [[0], [1], [0, 1]]              0.827 0.792 0.855 0.651 0.706   0.766
-    256, mirror [[0, 1]]                        0.831 0.807 0.863 0.643 0.731   0.775  27
-    224, mirror [[0, 1]], connected_to_prompt   0.838 0.804 0.862 0.663 0.718   0.777  21
-
-Larger inputs help the 3D tracking most (the lesion keeps more memory cells and mask
-pixels) but not the 2D sets: synth2d per image 0.848 / 0.809 at 160 px, 0.804 / 0.781 at
-224 (One-Prompt 0.848 / 0.814 -> 0.801 / 0.793); mirrored views leave 2D unchanged (0.846).
-All three slicing axes (``orientations: {axes: [0, 1, 2]}``, as the paper's protocol) at
-224 px: 0.845 on the first model (0.822 on one axis) for six times the prediction time.
-256 px is within the noise of 224 px and slower: the demo predicts at 224 px with the
-180-degree view and prompt-connected components.
+The measurements that chose the demo's prediction options are in docs/demo.md.
 """
 
 from __future__ import annotations
@@ -61,7 +43,7 @@ def main() -> None:
     ap.add_argument("--variant", action="append", required=True,
                     help="NAME=JSON: the predict block to try, e.g. 224='{\"image_size\": 224}'")
     ap.add_argument("--data-seed", type=int, default=1, help="validation draw (demo: 0)")
-    ap.add_argument("--out", type=Path, default=Path("bench_predict"))
+    ap.add_argument("--out", type=Path, default=Path("results/experiments/predict_options"))
     args = ap.parse_args()
     if args.data_seed == 0:
         ap.error("--data-seed 0 is the demo's own test set: choose on another draw")

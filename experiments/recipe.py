@@ -14,52 +14,12 @@ evaluate``), one thread each, ``--jobs`` at a time. Needs the pretrained tracker
 model starts from (``make demo`` writes it).
 Last lines: ``RESULT synth3d_dice[KEY=VALUE] <mean over seeds>``, one per variant.
 
-    python bench/recipe.py --pretrained results/pretrained/tiny-videos/checkpoint.pt \\
+    python experiments/recipe.py --pretrained results/pretrained/tiny-videos/checkpoint.pt \\
         --set single_frame_fraction=0.5,0.2,0.1 --seeds 0 1 2 --jobs 2
 
-Measured (2 CPU cores, about 6 min per pair of runs; synth3d / synth2d mean test Dice of
-the validation draw, ``medsam2-tiny`` with ``dataset_weights: [3, 1]``, 1000 steps,
-training seeds 0 / 1 / 2):
-
-    single_frame_fraction  synth3d               mean   synth2d (mean)
-    0.5                    0.564 0.704 0.600     0.623  0.753
-    0.2                    0.668 0.717 0.664     0.683  0.783
-    0.1                    0.768 0.734 0.686     0.729  0.820
-
-But 8-frame steps cost about 8 single-frame ones, so 0.1 trains about 1.6x longer at
-1000 steps: at the same time (600 steps), seeds 0 / 1 gave 0.691 / 0.601 (mean 0.646,
-against 0.634 for 0.5 x 1000): the gain was mostly training time, which the demo's 15
-minutes do not have, so the demo runs 0.1 x 600 steps. With 0.1 x 1000 and the memory
-encoder trained too (``freeze: [memory_attention, obj_ptr,
-maskmem_tpos_enc]``), seeds 0 / 1: 0.702 / 0.678 (the demo keeps it frozen); with
-``lr: 5.0e-4`` instead of 1e-3: 0.657 / 0.705 (the demo keeps 1e-3).
-
-Input size (session 7, after the phantom lesions got a rim of organ tissue; the demo
-recipe at 600 steps, fine-tuned from the 128 px pretraining, two runs side by side):
-
-    image_size  synth3d               mean   synth2d             fine-tune
-    128         0.582 0.651           0.617  0.522 0.342         ~240 s
-    160         0.764 0.597 0.650     0.670  0.779 0.738 0.755   ~280-310 s
-    192         0.711 0.702           0.707  0.751 0.717         ~365-410 s
-
-The memory attention works at stride 16: at 128 px an 8 x 8 grid, where a lesion is about
-one cell and, after the key slice, was drawn as a blob of cells or lost; the organ gains
-most (0.72 / 0.79 at 128, 0.81-0.86 at 160 and 192). 192 px does not fit the demo's 15
-minutes, so the demo runs 160. Also tried at 160 (seeds 0 / 1): ``lr: 2.0e-3`` 0.644 /
-0.727; ``clip_len: 6`` with 800 steps (same time) 0.646 / 0.631; and 192 px with 500
-steps 0.626 / 0.722 (synth2d 0.006 / 0.735: one image-set collapse). Training seeds move
-a run by about 0.07: single runs decide nothing here.
-
-The numbers above were predicted at the training size. Since session 8 each variant is
-predicted as the workflow predicts it, with the model's ``predict`` block where it applies
-(the demo's: 224 px, the 180-degree view and prompt-connected pieces on the volumes;
-``bench/predict_options.py`` compares such options without retraining). Session 8 at
-160 px x 750 steps (seeds 0 / 1, at the training size): 3D clips walking out of their
-object half the time instead of a quarter (a change to ``ClipSampler``, not kept) 0.686 /
-0.682; the memory's parts trained at a tenth of the learning rate (``freeze: []``,
-``lr_scale`` 0.1) 0.768 / 0.628, and with the demo's prediction 0.827 / 0.688 (against
-0.827 / 0.788 frozen); at 0.3 of it 0.644 (0.697); ``memory_attention`` trained at the
-full rate 0.600 (0.633).
+Each variant is predicted as the workflow predicts it (the model's ``predict`` block where
+it applies). The measurements that chose the demo's recipe, with the commits they were made
+at, are in docs/demo.md.
 """
 
 from __future__ import annotations
@@ -149,7 +109,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--data-seed", type=int, default=1, help="validation draw (demo: 0)")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=Path("bench_recipe"))
+    ap.add_argument("--out", type=Path, default=Path("results/experiments/recipe"))
     args = ap.parse_args()
     if args.data_seed == 0:
         ap.error("--data-seed 0 is the demo's own test set: choose on another draw")
