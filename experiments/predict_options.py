@@ -6,13 +6,15 @@ Why: prediction options cost no training, but like a recipe they must be chosen 
 another draw than the one the demo reports (see ``experiments/recipe.py``), and over several
 trained models, since one model's Dice moves with its training seed by more than these
 options do. Give the checkpoints of models fine-tuned on the validation draw's training
-cases (``experiments/recipe.py`` leaves them in ``results/experiments/recipe/<key>=<value>/seed<N>/``) and
-the variants as ``NAME=JSON`` (the whole ``predict`` block; ``{}`` = as trained).
+cases (``experiments/recipe.py`` leaves them in
+``results/experiments/recipe/<key>=<value>/seed<N>/``) and the variants as ``NAME=JSON``
+(the whole ``predict`` block; ``{}`` = as trained).
 Each variant runs the pipeline's own ``medsam2 predict`` / ``evaluate`` on every
 checkpoint. Last lines: ``RESULT synth3d_dice[NAME] <mean over checkpoints>`` and
 ``RESULT predict_seconds[NAME] <mean seconds to predict and score synth3d>``.
 
-    python experiments/predict_options.py --checkpoints results/experiments/recipe/steps=750/seed*/checkpoint.pt \\
+    python experiments/predict_options.py \\
+        --checkpoints results/experiments/recipe/steps=750/seed*/checkpoint.pt \\
         --variant plain='{}' --variant 224='{"image_size": 224}' \\
         --variant 224m='{"image_size": 224, "mirror": [[0, 1]]}'
 
