@@ -1,0 +1,28 @@
+"""The documentation's relative links resolve (a moved file breaks no page)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PAGES = sorted({REPO / "README.md", *REPO.glob("docs/*.md"), *REPO.glob("*/README.md"),
+                *REPO.glob("baselines/*/README.md")})
+LINK = re.compile(r"\[[^\]]*\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(REPO)) for p in PAGES])
+def test_relative_links_resolve(page: Path):
+    broken = [target for target in LINK.findall(page.read_text())
+              if "://" not in target and not target.startswith("mailto:")
+              and not (page.parent / target).exists()]
+    assert not broken, f"{page.relative_to(REPO)}: broken links {broken}"
+
+
+def test_the_readme_links_the_docs():
+    text = (REPO / "README.md").read_text()
+    for page in ("docs/demo.md", "docs/architecture.md", "docs/paper-protocol.md",
+                 "config/README.md", "baselines/README.md"):
+        assert f"]({page})" in text, page
