@@ -1,7 +1,7 @@
 # Two commands on a fresh machine (README):  make demo  |  make test
 # Both create .venv and install everything into it first (once; redone when
 # pyproject.toml changes). torch is installed first: sam2 is an sdist that builds against
-# it; SAM2_BUILD_CUDA=0 skips its optional CUDA extension (not needed, see FACTS).
+# it; SAM2_BUILD_CUDA=0 skips its optional CUDA extension (only a post-processing speed-up).
 
 VENV ?= .venv
 PYTHON ?= python3

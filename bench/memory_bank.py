@@ -2,8 +2,8 @@
 
 Why: the self-sorting bank (confidence gate, dissimilarity top-K, similarity resampling)
 does extra work on every frame: flattening and normalising memory and image features,
-similarities to the K bank entries, a top-K, a softmax and a multinomial draw. Issue 4
-asks that this cost stay within 5 % of the FIFO per-frame propagation time.
+similarities to the K bank entries, a top-K, a softmax and a multinomial draw. The target:
+this cost stays within 5 % of the FIFO per-frame propagation time.
 
 Same model weights, same volume, same prompt, one process; both policies attend to the
 same number of memories (resampling draws ``num_maskmem - 1`` with replacement), so any

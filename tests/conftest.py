@@ -11,7 +11,8 @@ from medsam2.data.phantoms import make_phantom_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
-# SAM 2 is ~10x faster with one thread on small CPUs (FACTS.md); tests pin it too.
+# SAM 2's many small ops run several times faster with one thread on small CPUs than with
+# two OpenMP threads; tests pin it, as the workflow's jobs do (--threads 1).
 torch.set_num_threads(1)
 
 

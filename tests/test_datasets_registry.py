@@ -236,8 +236,6 @@ def test_snakemake_dry_run_plans_data_rules(tmp_path: Path):
     assert "medsam2 datasets import-local --path" in text
 
 
-@pytest.mark.skipif(not (ROOT / "Snakefile").exists(),
-                    reason="the lead's Snakefile is not there yet")
 def test_main_snakefile_plans_a_registry_dataset(tmp_path: Path):
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     cfg["datasets"] = {"wbc": {"source": "registry", "prompt": "click"}}

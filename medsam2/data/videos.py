@@ -4,7 +4,7 @@ MedSAM-2 is SAM 2 fine-tuned on medical images; SAM 2 learned to *track* (to fol
 prompted object through its memory) on millions of video masks (SA-V). Meta's weights
 cannot be downloaded on the demo's machine, and a tracker trained from random
 initialisation on a dozen CT phantoms never learns to use its memory: it segments what
-looks like a target on every slice, whichever object was prompted (issue 2's notes,
+looks like a target on every slice, whichever object was prompted (docs/demo.md,
 bench/twins.py). These clips teach exactly what the phantoms cannot: two objects that
 only the memory can tell apart.
 
