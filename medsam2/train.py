@@ -151,8 +151,9 @@ def augment_clip(images: np.ndarray, masks: np.ndarray, rng: np.random.Generator
     For small training sets (the demo trains on a dozen volumes). Frames are in [0, 1];
     the geometry is applied to the masks too. Off by default: in one demo run with it on
     (from random initialisation), both trackers segmented the background of ``synth2d``
-    (Dice 0.01); on the 32-volume demo data with the pretrained trackers, two training seeds gave synth3d 0.35
-    and 0.59, against 0.61 and 0.63 with the same seeds and recipe without it.
+    (Dice 0.01); on the 32-volume demo data with the pretrained trackers, two training
+    seeds gave synth3d 0.35 and 0.59, against 0.61 and 0.63 with the same seeds and recipe
+    without it.
     """
     k = int(rng.integers(4))
     flip = bool(rng.random() < 0.5)
