@@ -30,6 +30,7 @@ from medsam2.report import build, overlays, render, stats
 from medsam2.report.build import METRIC_COLUMNS
 from medsam2.report.files import report_files
 from medsam2.report.tables import ABLATION_STEPS, MISSING, load_reported
+from medsam2.spec import Config
 
 PAPER_DATASETS = ("wbc", "refuge", "stare", "pendal", "cadvidset", "kits23", "atlas23",
                   "tdsc_abus23", "segrap23", "crossmoda23", "lnq23", "cas23", "toothfairy23",
@@ -163,8 +164,15 @@ def test_summary_csv_and_missing_pair(hand, tmp_path):
     assert m2.vs_model == "m1" and m2.n_pairs == 2
     assert m2.ci_low <= m2["mean"] <= m2.ci_high
     assert m2.median_main_minus_model == pytest.approx(0.1)
-    for name in report_files(["dA", "dB"]):
+    config = build.load_config(cfg)
+    for name in report_files(config):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    # no ablation variant and no paper task: those figures are not drawn, and it says why
+    assert not list((out / "figures").glob("ablation.*"))
+    assert not list((out / "figures").glob("reported_vs_ours.*"))
+    report = (out / "report.md").read_text()
+    assert "- ablation: not drawn, no ablation variants configured" in report
+    assert "- reported_vs_ours: not drawn, no dataset with a paper_key" in report
 
 
 def test_cli_report_subcommand(hand, tmp_path):
@@ -358,10 +366,12 @@ def tiny_datasets(root: Path, preds: Path) -> dict:
             write_volume(preds / "synth2d" / m / f"im{i}.png",
                          Volume(np.roll(lab, shift, axis=1)), is_label=True)
     write_dataset_json(root / "synth2d", {"cell": 1}, 0, ".png")
-    return {"seed": 0, "datasets": {d: {"source": "local", "path": d, "prompt": "box"}
-                                    for d in ("synth3d", "synth2d")},
+    return {"seed": 0, "datasets": {"synth3d": {"source": "local", "path": "synth3d"},
+                                    "synth2d": {"source": "local", "path": "synth2d",
+                                                "paper_key": "wbc"}},
             "models": {"mA": {"kind": "medsam2", "paper_name": "MedSAM-2", "checkpoint": "a.pt"},
-                       "mB": {"kind": "sam2", "paper_name": "SAM2", "checkpoint": "b.pt"}},
+                       "mB": {"kind": "sam2", "paper_name": "SAM2", "checkpoint": "b.pt",
+                              "ablation": True}},
             "evaluate": {"hd95_penalty": "diagonal"}, "report": {"main_model": "mA"}}
 
 
@@ -438,7 +448,7 @@ def test_snakemake_rule_runs_and_html_report_has_tables_and_figures(tmp_path):
         res = subprocess.run([snakemake, *cmd], cwd=tmp_path, env=env, capture_output=True,
                              text=True, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
-    for name in report_files(list(config["datasets"])):
+    for name in report_files(Config.from_dict(config)):
         assert (results / "report" / name).is_file(), name
     assert "wrote" in (results / "logs" / "report.log").read_text()
     page = (tmp_path / "report.html").read_text()

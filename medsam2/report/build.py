@@ -24,6 +24,7 @@ import yaml
 from medsam2.data.layout import LayoutError, StandardDataset
 from medsam2.evaluate import summarise
 from medsam2.report import figures, overlays, render, stats
+from medsam2.report.files import figures_left_out
 from medsam2.report.tables import (
     MISSING,
     POOLED,
@@ -250,13 +251,17 @@ def build_report(metrics_dir: Path | str, config_path: Path | str, out_dir: Path
             written += overlays.overlay_figure(datasets_dir / dataset, predictions_dir, dataset,
                                                models, main, per_case, base)
     by_name = {t.name: t for t in tables}
-    written += figures.ablation_figure(by_name["table3_dice"], fig_dir / "ablation")
-    written += figures.scatter_figure([t for t in tables if t.metric == "dice"],
-                                      fig_dir / "reported_vs_ours")
+    left_out = figures_left_out(config)
+    if "ablation" not in left_out:
+        written += figures.ablation_figure(by_name["table3_dice"], fig_dir / "ablation")
+    if "reported_vs_ours" not in left_out:
+        written += figures.scatter_figure([t for t in tables if t.metric == "dice"],
+                                          fig_dir / "reported_vs_ours")
     parts = [summary_markdown(summary, notes)]
     parts += [(out_dir / f"{t.name}.md").read_text(encoding="utf-8") for t in tables]
     parts.append("### Figures\n\n" + "\n".join(
-        f"- [{p.name}](figures/{p.name})" for p in written if p.suffix == ".png"))
+        [f"- [{p.name}](figures/{p.name})" for p in written if p.suffix == ".png"]
+        + [f"- {stem}: not drawn, {why}." for stem, why in left_out.items()]))
     (out_dir / "report.md").write_text("\n".join(parts) + "\n", encoding="utf-8")
     written.append(out_dir / "report.md")
     return written

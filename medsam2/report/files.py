@@ -1,10 +1,13 @@
 """The files ``medsam2 report`` writes: one list, read by the report and by its rule.
 
 Kept apart from the report's code so that the Snakefile reads it without importing
-pandas and matplotlib at every plan.
+pandas and matplotlib at every plan. A figure with nothing to show is not written (the
+report says why in one line), so the list depends on the config.
 """
 
 from __future__ import annotations
+
+from medsam2.spec import Config, ModelSpec, TrackerSpec
 
 TABLES = ("table1", "table2", "table3")
 METRICS = ("dice", "hd95")
@@ -12,12 +15,31 @@ METRICS = ("dice", "hd95")
 EXTENSIONS = ("png", "pdf")
 
 
-def report_files(datasets: list[str]) -> list[str]:
+def is_ablation(spec: ModelSpec) -> bool:
+    """A row of the memory-bank ablation (Table 3)."""
+    return ((isinstance(spec, TrackerSpec) and spec.ablation)
+            or str(spec.paper_name or "").startswith("MedSAM-2["))
+
+
+def figures_left_out(config: Config) -> dict[str, str]:
+    """Figure stem -> why the config gives it nothing to show."""
+    out = {}
+    if not any(is_ablation(m) for m in config.models.values()):
+        out["ablation"] = ("no ablation variants configured (models with ablation: true or "
+                           "paper_name 'MedSAM-2[...]')")
+    if not (any(d.paper_key for d in config.datasets.values())
+            and any(m.paper_name for m in config.models.values())):
+        out["reported_vs_ours"] = ("no dataset with a paper_key next to a model with a "
+                                   "paper_name: nothing to set beside the paper's numbers")
+    return out
+
+
+def report_files(config: Config) -> list[str]:
     """Every file ``build_report`` writes, relative to the output folder."""
     names = ["summary.csv", "summary.md", "summary.html", "stats.csv", "report.md"]
     names += [f"{t}_{m}.{ext}" for t in TABLES for m in METRICS
               for ext in ("csv", "md", "tex", "html")]
-    stems = [f"{d}_{kind}" for d in datasets for kind in ("per_case", "overlays")]
-    stems += ["ablation", "reported_vs_ours"]
+    stems = [f"{d}_{kind}" for d in config.datasets for kind in ("per_case", "overlays")]
+    stems += [s for s in ("ablation", "reported_vs_ours") if s not in figures_left_out(config)]
     names += [f"figures/{s}.{ext}" for s in stems for ext in EXTENSIONS]
     return names

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medsam2.report.files import is_ablation
 from medsam2.spec import Config, DatasetSpec, ModelSpec, ReportSpec, TrackerSpec
 
 MISSING = "–"
@@ -118,11 +119,6 @@ class Context:
     def row_label(self, model: str) -> str:
         paper = self.models[model].paper_name
         return f"{model} ({paper})" if paper else model
-
-
-def is_ablation(spec: ModelSpec) -> bool:
-    return ((isinstance(spec, TrackerSpec) and spec.ablation)
-            or str(spec.paper_name or "").startswith("MedSAM-2["))
 
 
 def ablation_rank(spec: ModelSpec) -> int:

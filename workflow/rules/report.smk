@@ -25,7 +25,7 @@ rule report:
         metrics=all_metrics_files(),
         config=config_resolved_path(),
     output:
-        [report_output(name) for name in report_files(list(SPEC.datasets))],
+        [report_output(name) for name in report_files(SPEC)],
     log:
         f"{LOGS}/report.log",
     params:
