@@ -88,7 +88,7 @@ def pretrain(entry: PretrainSpec, out_dir: Path, seed: int = 0, resume: bool = T
         run_seed = seed + 1000 * attempt
         state.write_text(json.dumps({"attempt": attempt, "seed": run_seed}) + "\n")
         final = train(spec, [], out_dir, seed=run_seed, resume=resume and attempt == first,
-                      sampler=VideoSampler(kinds))
+                      sampler=VideoSampler(kinds), recipe_extra={"videos": kinds})
         model = build_from_spec(spec, run_seed, final, postprocessing=False)
         rng = np.random.default_rng([run_seed, 1])  # clips the training never drew
         scores = {}

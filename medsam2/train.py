@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -331,6 +332,7 @@ def train(
     stop_after: int | None = None,
     sampler: ClipSampler | VideoSampler | None = None,
     init: Path | str | None = None,
+    recipe_extra: dict | None = None,
 ) -> Path:
     """Train one model; returns the final checkpoint path (``out_dir/checkpoint.pt``).
 
@@ -341,6 +343,12 @@ def train(
     Under ``torchrun --nproc_per_node N`` every process trains on its own clips and the
     gradients are averaged (gloo on CPU, NCCL on GPUs); rank 0 writes logs and checkpoints.
     ``stop_after`` ends the run early after that many steps (as a kill would; for tests).
+
+    A run resumes from ``out_dir/last.pt`` only when that checkpoint was made by the same
+    recipe (:func:`recipe_sha256`: the weight-relevant spec, the data, the starting weights,
+    the seed, ``recipe_extra``); a ``last.pt`` of another recipe (say an old learning rate)
+    would otherwise hand its old weights to a checkpoint labelled with the new one, so that
+    run is moved aside into ``out_dir/stale-<time>/`` and training starts afresh.
     """
     rank, world = _distributed()
     torch.manual_seed(seed)
@@ -362,6 +370,11 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     last = out_dir / "last.pt"
     start = 0
+    recipe = recipe_sha256(spec, dataset_dirs, start_from, seed, world, recipe_extra)
+    if resume and last.is_file() and rank == 0:
+        _set_aside_other_recipe(out_dir, recipe)
+    if world > 1:
+        dist.barrier()
     if resume and last.is_file():
         ckpt = read_checkpoint(last)
         model.load_state_dict(ckpt["model"])
@@ -379,13 +392,12 @@ def train(
     resolved = {**to_plain(spec),
                 "train": {**to_plain(tcfg), "datasets": [str(d) for d in dataset_dirs]},
                 "seed": seed, "world_size": world,
-                "init": None if start_from is None else str(start_from)}
+                "init": None if start_from is None else str(start_from),
+                "recipe_sha256": recipe}
     lead = rank == 0
     if lead:
         (out_dir / "config.yaml").write_text(yaml.safe_dump(_plain(resolved), sort_keys=False))
-        log = (out_dir / "train_log.csv").open("a" if start else "w")
-        if start == 0:
-            log.write("step,loss,lr,seconds\n")
+        log = _open_log(out_dir / "train_log.csv", start)
     amp = (torch.autocast("cuda", dtype=torch.bfloat16) if tcfg.amp and device.type == "cuda"
            else contextlib.nullcontext())
     model.train()
@@ -435,6 +447,42 @@ def train(
     if lead:
         save_checkpoint(final, model, _plain(resolved), step=tcfg.steps)
     return final
+
+
+def recipe_sha256(spec: TrackerSpec, dataset_dirs: list[Path], init: Path | str | None,
+                  seed: int, world: int, extra: dict | None = None) -> str:
+    """What decides a run's weights, hashed: the spec's weight fields, the training data,
+    the starting weights, the seed and the number of processes."""
+    weights = {name: to_plain(getattr(spec, name)) for name in TrackerSpec.WEIGHT_FIELDS}
+    text = json.dumps({"spec": weights, "data": [str(d) for d in dataset_dirs],
+                       "init": None if init is None else str(init), "seed": seed,
+                       "world_size": world, "extra": extra or {}}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _set_aside_other_recipe(out_dir: Path, recipe: str) -> None:
+    """Move a run of another recipe out of the way (never deleted: it may be wanted)."""
+    last = out_dir / "last.pt"
+    made_by = read_checkpoint(last).get("config", {}).get("recipe_sha256")
+    if made_by == recipe:
+        return
+    aside = out_dir / f"stale-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside.mkdir()
+    for name in ("last.pt", "train_log.csv", "config.yaml"):
+        if (out_dir / name).exists():
+            (out_dir / name).rename(aside / name)
+    print(f"{last}: made by another recipe ({str(made_by)[:12]}, now {recipe[:12]}); moved "
+          f"to {aside} and training from the start")
+
+
+def _open_log(path: Path, start: int):
+    """The training log, holding exactly one row per step done (steps after ``start``,
+    logged before a kill and redone now, are dropped)."""
+    header = "step,loss,lr,seconds\n"
+    rows = path.read_text().splitlines(keepends=True)[1:] if start and path.is_file() else []
+    kept = [r for r in rows if r.split(",", 1)[0].isdigit() and int(r.split(",", 1)[0]) <= start]
+    path.write_text(header + "".join(kept))
+    return path.open("a")
 
 
 def _simulated_prompts(masks: np.ndarray, image_size: int, probs: tuple[float, float, float],

@@ -160,6 +160,25 @@ def test_killed_run_resumes_to_the_same_weights(phantom3d, phantom2d, tmp_path):
     assert (tmp_path / "full" / "config.yaml").is_file()
     log = (tmp_path / "full" / "train_log.csv").read_text().splitlines()
     assert log[0] == "step,loss,lr,seconds" and len(log) == 5
+    # the resumed run logged each step once (step 3 was not saved before the "kill")
+    steps = [r.split(",")[0] for r in
+             (tmp_path / "part" / "train_log.csv").read_text().splitlines()[1:]]
+    assert steps == ["1", "2", "3", "4"]
+
+
+def test_a_changed_recipe_never_resumes_old_weights(phantom3d, tmp_path):
+    """A last.pt of another learning rate is moved aside, not resumed into new labels."""
+    old = train(_spec(4), [phantom3d], tmp_path / "run", seed=3, stop_after=2)
+    assert old.name == "last.pt"
+    new = train(_spec(4, lr=5e-4), [phantom3d], tmp_path / "run", seed=3)
+    fresh = train(_spec(4, lr=5e-4), [phantom3d], tmp_path / "fresh", seed=3)
+    a, b = read_checkpoint(new)["model"], read_checkpoint(fresh)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)  # as if the old run had never been
+    stale = list((tmp_path / "run").glob("stale-*"))
+    assert len(stale) == 1 and (stale[0] / "last.pt").is_file()
+    assert read_checkpoint(new)["config"]["train"]["lr"] == 5e-4
+    log = (tmp_path / "run" / "train_log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in log[1:]] == ["1", "2", "3", "4"]
 
 
 def test_training_reduces_the_loss(phantom3d, tmp_path):
