@@ -63,6 +63,16 @@ def geometry_problem(gt: Volume, pred: Volume, atol: float = AFFINE_ATOL) -> str
     return None
 
 
+def value_problem(pred: Volume, labels: dict[str, int]) -> str | None:
+    """Why a prediction's values are not the dataset's label values, or None."""
+    found = np.unique(pred.array)
+    unknown = sorted(int(v) for v in found if v != 0 and int(v) not in set(labels.values()))
+    if not unknown:
+        return None
+    return (f"prediction values {unknown[:8]} are no label of the dataset "
+            f"(labels {dict(sorted(labels.items(), key=lambda kv: kv[1]))})")
+
+
 def _error_rows(
     gt: Volume | None, labels: dict[str, int], reason: str, ids: dict[str, str]
 ) -> list[dict[str, Any]]:
@@ -104,12 +114,15 @@ def evaluate_case(
 ) -> list[dict[str, Any]]:
     """Metric rows (one per foreground label) for one case, keys in ``COLUMNS`` order.
 
-    A geometry mismatch does not raise: every label gets an ``error: <reason>`` row, so
-    the caller can keep scoring the other cases. Unknown values in the prediction are
-    ignored (only ``labels`` are scored); a label absent from both maps is 'both_empty'.
+    A geometry mismatch or a value in the prediction that is no label of the dataset (a
+    map written as 0/255, or 100/200 for labels 1/2) does not raise: every label gets an
+    ``error: <reason>`` row, so the caller can keep scoring the other cases; scoring such a
+    map would count every label as missed. A label absent from both maps is 'both_empty'.
     """
     ids = {"dataset": dataset, "model": model, "case": case}
     problem = geometry_problem(gt, pred)
+    if problem is None:
+        problem = value_problem(pred, labels)
     if problem is not None:
         return _error_rows(gt, labels, problem, ids)
     scores = label_metrics(gt.array, pred.array, labels, gt.spacing, connectivity)

@@ -271,7 +271,12 @@ def predict_dataset(
     for case in tqdm(cases, desc=f"predict {ds.name}", unit="case"):
         image = ds.read_image(case)
         label = ds.read_label(case).array if case.label is not None else None
-        case_prompts = prompts.get(case.case_id, {})
+        if case.case_id not in prompts:  # a stale prompts file: no prediction, and the
+            # evaluation reports the case as an error (a blank map would score as a miss)
+            print(f"WARNING: {prompts_path}: no prompts for case {case.case_id}; "
+                  "not predicted")
+            continue
+        case_prompts = prompts[case.case_id]
         if image.ndim == 3:
             pred = predict_volume(model, image.array, intensity, case_prompts, label,
                                   ds.labels, image_size, orientations, crop=crop,

@@ -141,6 +141,17 @@ def test_evaluate_case_spacing_mismatch_and_label_conventions():
     assert math.isnan(rows[0]["hd95_mm"]) and rows[2]["hd95_mm"] == 0.0
 
 
+def test_prediction_values_that_are_no_label_are_an_error_not_a_miss():
+    """Labels 1/2 written as 100/200 (or a 0/255 mask) would score as two empty
+    predictions, Dice 0: a silently wrong number. Every label gets an error row instead."""
+    gt = Volume(phantom(0), affine_from_spacing(SPACING))
+    scaled = Volume((gt.array.astype(np.int32) * 100).astype(np.uint8), gt.affine)
+    rows = evaluate_case(gt, scaled, LABELS, case="x")
+    assert all(r["status"].startswith("error: prediction values [100, 200] are no label")
+               for r in rows)
+    assert all(math.isnan(r["dice"]) for r in rows)
+
+
 def test_png_dataset(tmp_path):
     root, preds = tmp_path / "synth2d", tmp_path / "p2"
     write_dataset_json(root, {"cell": 1}, 0, ".png")

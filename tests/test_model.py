@@ -340,3 +340,27 @@ def test_each_label_keeps_what_connects_to_its_prompted_slices():
     prompts = {"organ": [Prompt("mask", 9, [], [], axis=0)]}
     out = keep_prompted_components(pred, prompts, {"organ": 1})
     assert (out == 1).sum() == 4 and (out == 2).sum() == (pred == 2).sum()
+
+
+def test_a_case_without_prompts_is_reported_not_scored_as_a_miss(phantom3d, tmp_path):
+    """A stale prompts file that lacks a test case: no blank prediction (Dice 0 that looks
+    real), and the evaluation names the case as an error."""
+    import json
+
+    from medsam2.data.prompts import dataset_prompts
+    from medsam2.evaluate import evaluate_dataset
+    from medsam2.predict import predict_dataset
+    from medsam2.spec import TrackerSpec
+    from medsam2.typed import parse
+
+    prompts = dataset_prompts(phantom3d, "box", seed=0)
+    dropped = sorted(prompts["cases"])[0]
+    del prompts["cases"][dropped]
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps(prompts))
+    spec = parse(TrackerSpec, {"kind": "sam2", "image_size": 64, "checkpoint": "none"})
+    written = predict_dataset(spec, None, phantom3d, path, tmp_path / "pred")
+    assert dropped not in {p.name.split(".")[0] for p in written}
+    df = evaluate_dataset(phantom3d, tmp_path / "pred", "d", "m", tmp_path / "m.csv")
+    bad = df[df["case"] == dropped]
+    assert len(bad) and bad["status"].str.startswith("error").all()

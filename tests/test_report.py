@@ -411,6 +411,11 @@ def test_figures_and_overlays_are_written(tmp_path):
     with Image.open(out / "figures" / "synth3d_overlays.png") as im:
         assert im.size[1] > 800 and im.size[0] > 1000
     assert "organ" in (out / "table1_dice.md").read_text()
+    # the same numbers give the same files, byte for byte (seeded jitter, no PDF date)
+    again = build.build_report(mdir, cfg, tmp_path / "again", root, preds, n_boot=200)
+    assert [p.name for p in again] == [p.name for p in paths]
+    for first, second in zip(paths, again, strict=True):
+        assert first.read_bytes() == second.read_bytes(), first.name
 
 
 STUB_SNAKEFILE = """configfile: "config.yaml"

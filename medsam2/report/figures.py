@@ -8,8 +8,10 @@ the files up front and a missing file would fail the run for a cosmetic reason.
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
@@ -29,12 +31,26 @@ from medsam2.report.tables import Table  # noqa: E402
 
 
 def save(fig: Figure, out_base: Path) -> list[Path]:
-    """Write ``out_base``.png (150 dpi) and .pdf; return both paths."""
+    """Write ``out_base``.png (150 dpi) and .pdf; return both paths. No creation date in
+    the files: two runs on the same numbers give byte-identical figures."""
     out_base.parent.mkdir(parents=True, exist_ok=True)
     paths = [out_base.with_name(f"{out_base.name}.{ext}") for ext in EXTENSIONS]
     for path in paths:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+        metadata = {"CreationDate": None} if path.suffix == ".pdf" else {}
+        fig.savefig(path, dpi=150, bbox_inches="tight", metadata=metadata)
     return paths
+
+
+@contextlib.contextmanager
+def seeded_numpy(seed: int = 0) -> Iterator[None]:
+    """numpy's global random state seeded for the block, then restored: seaborn draws the
+    strip plot's jitter from it and takes no seed of its own."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 def note_figure(title: str, text: str, out_base: Path) -> list[Path]:
@@ -78,8 +94,9 @@ def per_case_figure(rows: pd.DataFrame, dataset: str, models: list[str],
                 warnings.simplefilter("ignore", MatplotlibDeprecationWarning)
                 sns.boxplot(**common, showfliers=False, dodge=multi, fill=False, linewidth=1.2,
                             legend=multi)
-            sns.stripplot(**common, dodge=multi, size=3.5, alpha=0.75, jitter=0.18,
-                          edgecolor="black", linewidth=0.4, legend=False)
+            with seeded_numpy():
+                sns.stripplot(**common, dodge=multi, size=3.5, alpha=0.75, jitter=0.18,
+                              edgecolor="black", linewidth=0.4, legend=False)
         ax.set_ylabel(ylabel)
         ax.set_xlabel("structure" if multi else "model")
         ax.grid(axis="y", alpha=0.3)
