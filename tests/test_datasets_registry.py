@@ -286,3 +286,28 @@ def test_snakemake_real_run_converts_and_stops_at_registration(tmp_path: Path):
     assert StandardDataset(tmp_path / "results/datasets/atlas23").verify() == []
     assert StandardDataset(tmp_path / "results/datasets/mine").verify() == []
     assert (tmp_path / "results/logs/datasets/convert_atlas23.log").is_file()
+
+
+def test_an_edited_local_folder_is_imported_again(tmp_path: Path):
+    """The import depends on what the folder holds: a new case or an edited label re-runs
+    it; an untouched folder does not. The path has a space in it."""
+    from PIL import Image
+
+    mine = tmp_path / "my data"
+    for sub in ("images", "labels"):
+        (mine / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        label = np.zeros((24, 24), np.uint8)
+        label[4 + i:12 + i, 5:15] = 1
+        Image.fromarray((rng.random((24, 24)) * 200).astype(np.uint8)).save(
+            mine / "images" / f"c{i}.png")
+        Image.fromarray(label).save(mine / "labels" / f"c{i}.png")
+    _snakefile(tmp_path, {"mine": {"source": "local", "path": str(mine), "prompt": "box"}})
+    assert _snakemake(tmp_path).returncode == 0
+    assert "Nothing to be done" in _snakemake(tmp_path, "-n").stdout
+    label = np.array(Image.open(mine / "labels" / "c0.png"))
+    label[0:2, 0:2] = 1
+    Image.fromarray(label).save(mine / "labels" / "c0.png")
+    planned = _snakemake(tmp_path, "-n")
+    assert "datasets_import_local" in planned.stdout, planned.stdout

@@ -130,6 +130,20 @@ def registry_key(name):
     return SPEC.registry_key(name)
 
 
+def local_manifest(name):
+    """What a `source: local` folder holds (every file's path, size and modification time),
+    hashed: a param of the import, so an edited label or a new case re-imports it."""
+    root = Path(SPEC.datasets[name].path)
+    if not root.is_dir():
+        return "missing"
+    entries = sorted(
+        (str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file()
+    )
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
+
+
 def local_import_args(name):
     """`medsam2 datasets import-local` flags of a `source: local` dataset."""
     spec = SPEC.datasets[name]

@@ -85,6 +85,7 @@ rule datasets_import_local:
         out=lambda w: f"{RESULTS}/datasets/{w.dataset}",
         split=lambda w: _split_args(w.dataset),
         extra=lambda w: local_import_args(w.dataset),
+        manifest=lambda w: local_manifest(w.dataset),
     resources:
         mem_mb=lambda w: dataset_resources(w.dataset).mem_mb,
         runtime=lambda w, attempt: dataset_resources(w.dataset).runtime * attempt,
