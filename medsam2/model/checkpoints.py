@@ -66,8 +66,12 @@ OFFICIAL: dict[str, Official] = {
     # jiayuanz3/MedSAM2_pretrain; the file name is the one its users load
     # (ImprintLab/Medical-SAM2 issue 82: torch.load(...)["model"] into the SAM 2.0
     # hiera-small net of the README's commands, `-sam_config sam2_hiera_s`); the URL is
-    # Hugging Face's resolve/main form of that file. Unverified here (no network): the
-    # file's own key set; the strict load names any difference on first use.
+    # Hugging Face's resolve/main form of that file. That net is Meta's SAM 2.0 hiera-small:
+    # SuperMedIntel/Medical-SAM2 sam2_train/sam2_hiera_s.yaml differs from sam2's
+    # configs/sam2/sam2_hiera_s.yaml only in RoPE feat_sizes (32 x 32, not a weight), and
+    # its sam2_train/modeling declares the same parameters (compared by name, not run).
+    # Unverified here (no network): the file's own key set; the strict load names any
+    # difference on first use.
     "MedSAM2_pretrain.pth": Official(
         "https://huggingface.co/jiayuanz3/MedSAM2_pretrain/resolve/main/MedSAM2_pretrain.pth",
         "sam2_hiera_s", "sam2", "https://huggingface.co/jiayuanz3/MedSAM2_pretrain/tree/main",
