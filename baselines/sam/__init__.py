@@ -1,0 +1,1 @@
+"""SAM and MedSAM (ViT) through Meta's ``segment-anything`` package: prompted, no training."""
