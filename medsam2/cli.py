@@ -23,7 +23,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "synth": ("medsam2.data.phantoms", "generate a synthetic phantom dataset"),
     "preprocess": ("medsam2.data.preprocess", "cache MedSAM-2's training preprocessing"),
     "prompts": ("medsam2.data.prompts", "compute the evaluation prompts of a dataset"),
-    "checkpoint": ("medsam2.model.checkpoints", "fetch an official SAM 2 / 2.1 checkpoint"),
+    "checkpoint": ("medsam2.model.checkpoints", "fetch a published checkpoint (SAM 2 / 2.1, MedSAM-2, MedSAM2, SAM, MedSAM)"),
     "pretrain": ("medsam2.pretrain", "pretrain a tracker on synthetic videos (demo's SAM 2)"),
     "train": ("medsam2.train", "train a MedSAM-2 / SAM 2 model on frame clips"),
     "predict": ("medsam2.predict", "predict a dataset's test split with MedSAM-2 / SAM 2"),
