@@ -256,3 +256,14 @@ def test_plain_uint8_pngs_stay_png(tmp_path: Path):
     ds = StandardDataset(out)
     assert ds.file_ending == ".png" and "is_2d" not in ds.meta
     assert _report(out)["cases"]["c0"]["stored_as"] == ".png"
+
+
+def test_command_line_refusal_names_the_file_and_exits_2(tmp_path: Path, capsys):
+    src = _cells(tmp_path / "src", {f"c{i}": _disc(255) for i in range(2)}, ".jpg")
+    rc = main(["datasets", "import-local", "--path", str(src), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("ERROR: o: no case could be converted")
+    assert "c1.jpg: lossy label format (JPEG)" in err
+    with pytest.raises(SystemExit):
+        main(["datasets", "import-local", "--path", str(src), "--out", "o", "--labels", "cell"])
+    assert "expected NAME=VALUE" in capsys.readouterr().err

@@ -4,15 +4,18 @@ A dataset's converter (``medsam2/data/converters/<key>.py``) only says where its
 are: it returns ``RawCase`` records (an image file, a label file or a set of binary mask
 files, an optional spacing). Everything else is common and lives here: reading any of
 the formats the 14 datasets use (NIfTI; MHA/MHD/NRRD/DICOM via SimpleITK; PNG/JPG/BMP/
-PPM/TIF, optionally gzipped, via PIL; NumPy .npy), keeping the true geometry (RAS affine,
-3D volumes reoriented to the closest canonical orientation), checking that image and
-label agree, mapping raw label values to the dataset file's output labels, a seeded
-split, writing, ``dataset.json`` and a conversion report. A case that fails is reported
-with its file and the reason and skipped; the other cases are converted. The dataset
-file's rules (``converters/_rules.py``: label encoding, label resampling, placeholder
-spacing) are applied here, and each applied rule is a note in the report. Losses are
-loud: a one-line summary (converted / skipped, reasons) is printed, and more skipped
-cases than the dataset file's ``max_skipped`` fail the conversion.
+PPM/TIF, optionally gzipped, via PIL; NumPy .npy), keeping the true geometry (RAS affine
+in mm whatever unit a NIfTI header declares, 3D volumes reoriented to the closest
+canonical orientation) and the intensities (a 2D dataset that a PNG cannot hold exactly
+is stored as one-slice NIfTI), checking that image and label agree, mapping raw label
+values to the dataset file's output labels, a seeded split, writing, ``dataset.json``
+and a conversion report (how each case was read and stored, which cases lack a label).
+A case that fails is reported with its file and the reason and skipped; the other cases
+are converted. The dataset file's rules (``converters/_rules.py``: label encoding, label
+resampling, placeholder spacing) are applied here, and each applied rule is a note in
+the report. Losses are loud: a one-line summary (converted / skipped, reasons, cases
+with an empty label) is printed, and more skipped cases than the dataset file's
+``max_skipped`` fail the conversion.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from medsam2.data.layout import (
     affine_from_spacing,
     check_label,
     check_pair,
+    label_values,
     nifti_affine_mm,
     png_loss,
     read_volume,
@@ -357,7 +361,7 @@ def _describe(case: RawCase, image: Volume, label: Volume) -> dict:
 
 
 def _empty_labels(label: Volume, labels: dict[str, list[str]]) -> list[str]:
-    present = set(np.unique(label.array).tolist())
+    present = set(label_values(label.array))
     return [name for value, name in enumerate(labels, start=1) if value not in present]
 
 

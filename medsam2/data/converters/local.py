@@ -19,9 +19,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
-from medsam2.data.convert import RawCase, _suffix, read_any
+from medsam2.data.convert import PIL_SUFFIXES, RawCase, _suffix, read_any
 from medsam2.data.converters._common import pair, rglob
 from medsam2.data.converters._rules import CaseRules, LabelRule
 from medsam2.data.layout import LayoutError, check_label
@@ -126,15 +127,11 @@ def channel_name(declared: dict, modality: str, root: Path) -> str:
 
 def guess_dims(cases: list[RawCase]) -> int:
     """2 for picture files and 2D (or one-slice) NIfTI, else 3."""
-    from medsam2.data.convert import PIL_SUFFIXES
-
     first = cases[0].image
     if _suffix(first) in PIL_SUFFIXES:
         return 2
     if _suffix(first) == ".nii":
         try:
-            import nibabel as nib
-
             shape = nib.load(str(first)).shape
         except Exception:  # noqa: BLE001 - the case fails, naming the file, at conversion
             return 3
