@@ -243,6 +243,8 @@ def test_hu_in_a_2d_nifti_keeps_sign_and_spacing(tmp_path: Path):
         image = ds.read_image(case)
         assert np.array_equal(image.array, hu) and image.spacing == pytest.approx((0.7, 0.7))
         assert ds.read_label(case).spacing == pytest.approx((0.7, 0.7))
+    stored = nib.load(str(_all_cases(ds)[0].images[0]))
+    assert stored.shape == (30, 20, 1) and stored.get_data_dtype() == np.int16  # nnU-Net 2D
     report = _report(out)
     assert report["dataset"]["file_ending"] == ".nii.gz"
     assert report["cases"]["c0"]["dtype"] == "int16"
@@ -267,3 +269,22 @@ def test_command_line_refusal_names_the_file_and_exits_2(tmp_path: Path, capsys)
     with pytest.raises(SystemExit):
         main(["datasets", "import-local", "--path", str(src), "--out", "o", "--labels", "cell"])
     assert "expected NAME=VALUE" in capsys.readouterr().err
+
+
+def test_a_later_float_image_turns_earlier_png_cases_into_nifti(tmp_path: Path):
+    """dataset.json has one file ending: cases already written as PNG are rewritten."""
+    src = _cells(tmp_path / "src", {"c0": _disc(1), "c1": _disc(1), "c2": _disc(1)})
+    first = np.asarray(Image.open(src / "images" / "c0.png"))
+    (src / "images" / "c2.png").unlink()
+    floats = np.random.default_rng(2).random((32, 32)).astype(np.float32)
+    Image.fromarray(floats, mode="F").save(src / "images" / "c2.tif")
+    out = tmp_path / "out" / "mixed"
+    report = import_local(src, out, dims=2, test_fraction=0.34)
+    assert sorted(report.converted) == ["c0", "c1", "c2"]
+    ds = StandardDataset(out)
+    assert ds.file_ending == ".nii.gz" and not list(out.rglob("*.png"))
+    c0 = ds.case("c0")
+    assert np.array_equal(ds.read_image(c0).array, first)
+    assert np.array_equal(ds.read_label(c0).array, _disc(1))
+    assert np.array_equal(ds.read_image(ds.case("c2")).array, floats)
+    assert _report(out)["dataset"]["stored_as_nifti_because"].startswith("c2: non-integer")

@@ -369,8 +369,14 @@ def _png_to_nifti(root: Path) -> None:
     """Rewrite every PNG of ``root`` as a one-slice NIfTI (PNG files hold what they held)."""
     for png in sorted(root.glob("*/*.png")):
         nifti = png.with_name(png.name[: -len(".png")] + ".nii.gz")
-        write_volume(nifti, read_volume(png), is_label=png.parent.name.startswith("labels"))
+        write_volume(nifti, _one_slice(read_volume(png)),
+                     is_label=png.parent.name.startswith("labels"))
         png.unlink()
+
+
+def _one_slice(volume: Volume) -> Volume:
+    """A 2D image as the (x, y, 1) NIfTI that nnU-Net reads as a 2D case."""
+    return Volume(volume.array[:, :, None], volume.affine)
 
 
 def run_conversion(
@@ -398,8 +404,8 @@ def run_conversion(
     cases already refused (id -> reason) before conversion; they are reported as skipped.
 
     2D cases are PNG while PNG holds them exactly; one float, signed or non-unit-spacing
-    2D image makes the whole dataset one-slice NIfTI (``is_2d``), so that neither values
-    nor spacing are lost (dataset.json has one file ending).
+    2D image makes the whole dataset one-slice (x, y, 1) NIfTI (``is_2d``), so that
+    neither values nor spacing are lost (dataset.json has one file ending).
     """
     if not cases:
         raise ConversionError(f"{name}: no cases found (is the layout what the converter expects?)")
@@ -429,7 +435,11 @@ def run_conversion(
                     why_nifti = f"{case.case_id}: {loss}"
                     _png_to_nifti(tmp)
                     ending = ".nii.gz"
-            write_case(tmp, case.case_id, "train", image, label, ending)
+            if dims == 2 and ending == ".nii.gz":
+                write_case(tmp, case.case_id, "train", _one_slice(image), _one_slice(label),
+                           ending)
+            else:
+                write_case(tmp, case.case_id, "train", image, label, ending)
             report.converted.append(case.case_id)
             report.cases[case.case_id] = info
             empty = _empty_labels(label, labels)

@@ -245,14 +245,21 @@ class StandardDataset:
                     return c
         raise LayoutError(f"{self.root}: no case '{case_id}'")
 
+    def _read(self, path: Path) -> Volume:
+        """A file of this dataset; a 2D dataset's one-slice NIfTI (x, y, 1) comes as 2D."""
+        vol = read_volume(path, self.spacing_2d)
+        if not self.is_3d and vol.ndim == 3 and vol.array.shape[2] == 1:
+            return Volume(vol.array[:, :, 0], vol.affine)
+        return vol
+
     def read_image(self, case: Case) -> Volume:
         """The first channel (all datasets of the benchmark are single-channel)."""
-        return read_volume(case.images[0], self.spacing_2d)
+        return self._read(case.images[0])
 
     def read_label(self, case: Case) -> Volume:
         if case.label is None:
             raise LayoutError(f"{self.root}: case '{case.case_id}' has no label file")
-        vol = read_volume(case.label, self.spacing_2d)
+        vol = self._read(case.label)
         check_label(vol.array, case.label)
         undeclared = sorted(set(label_values(vol.array)) - {0, *self.labels.values()})
         if undeclared:  # an undeclared value would be scored as no label at all
