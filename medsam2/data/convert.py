@@ -192,7 +192,7 @@ def map_labels(
     unexpected = sorted(set(values.tolist()) - allowed)
     if unexpected:
         raise LayoutError(
-            f"{path}: unexpected label values {unexpected[:10]} (the dataset file allows "
+            f"{path}: unexpected label values {unexpected[:10]} (the declared labels allow "
             f"{sorted(allowed)})"
         )
     out = np.zeros(array.shape, dtype=np.uint8)

@@ -364,7 +364,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
     print(report.summary())
-    if report.skipped:  # the one line again, last, where a console reader sees it
+    if report.skipped or report.empty_labels:  # the one line again, last, where it is seen
         print(f"WARNING: {report.one_line()}", file=sys.stderr)
     return 0
 
