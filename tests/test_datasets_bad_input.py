@@ -234,6 +234,48 @@ def test_tar_absolute_path_and_links_outside_are_refused(tmp_path: Path):
     assert not any((tmp_path / "out").iterdir())
 
 
+def _symlink_chain(tf: tarfile.TarFile) -> None:
+    """``d/l1 -> ..`` stays inside; ``d/l2 -> l1/..`` looks inside but climbs out of it."""
+    folder = tarfile.TarInfo("d")
+    folder.type = tarfile.DIRTYPE
+    tf.addfile(folder)
+    for name, text in (("d/l1", ".."), ("d/l2", "l1/..")):
+        link = tarfile.TarInfo(name)
+        link.type, link.linkname = tarfile.SYMTYPE, text
+        tf.addfile(link)
+    escape = tarfile.TarInfo("d/l2/escaped.txt")
+    escape.size = 1
+    tf.addfile(escape, io.BytesIO(b"x"))
+
+
+def test_symlink_chain_leaving_the_folder_is_refused_without_the_data_filter(
+    tmp_path: Path, monkeypatch
+):
+    """The project's own check follows link chains; Python's filter is not needed."""
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    arc = _tar(tmp_path / "chain.tar", _symlink_chain)
+    target = tmp_path / "sub" / "out"
+    with pytest.raises(ExtractError, match=r"chain\.tar: member 'd/l2' is a symlink to 'l1/\.\.'"):
+        extract_archive(arc, target)
+    assert not (tmp_path / "sub" / "escaped.txt").exists()
+    assert not (target / "d").exists()
+
+
+def test_file_written_through_a_chained_symlink_is_refused(tmp_path: Path):
+    """A regular file whose name is an earlier link is written where the link points."""
+    def add(tf):
+        for name, text in (("d/l1", ".."), ("d/out", "l1/../x.txt")):
+            link = tarfile.TarInfo(name)
+            link.type, link.linkname = tarfile.SYMTYPE, text
+            tf.addfile(link)
+
+    from medsam2.data.extract import _check_tar
+
+    with tarfile.open(_tar(tmp_path / "c.tar", add)) as tf:
+        with pytest.raises(ExtractError, match=r"'d/out' is a symlink to 'l1/\.\./x\.txt'"):
+            _check_tar(tmp_path / "c.tar", tf, tmp_path / "t")
+
+
 def test_symlink_inside_target_is_allowed(tmp_path: Path):
     def add(tf):
         info = tarfile.TarInfo("data/a.txt")

@@ -64,3 +64,37 @@ def test_seeded_split_is_deterministic_and_disjoint():
     assert a == seeded_split(ids, 0.3, 1) and len(a[1]) == 3
     assert set(a[0]).isdisjoint(a[1]) and set(a[0]) | set(a[1]) == set(ids)
     assert seeded_split(ids, 0.3, 2) != a
+
+
+def test_nifti_spatial_units_are_read_as_mm(tmp_path):
+    """A header in microns or metres is converted; distances are always millimetres."""
+    import nibabel as nib
+
+    for unit, zoom, expected in (("micron", 250.0, 0.25), ("meter", 0.002, 2.0),
+                                 ("mm", 1.5, 1.5)):
+        img = nib.Nifti1Image(np.zeros((3, 3, 2), np.float32), np.diag([zoom] * 3 + [1.0]))
+        img.header.set_xyzt_units(unit)
+        nib.save(img, str(tmp_path / f"{unit}.nii.gz"))
+        assert read_volume(tmp_path / f"{unit}.nii.gz").spacing == pytest.approx((expected,) * 3)
+
+
+def test_png_refuses_values_it_cannot_hold(tmp_path):
+    """Floats in [0, 1] truncated to 0 and negative HU wrapping are refused, not written."""
+    for name, array in (("float", np.full((4, 4), 0.5, np.float32)),
+                        ("hu", np.full((4, 4), -1000, np.int16))):
+        with pytest.raises(LayoutError, match=rf"{name}\.png: .* cannot be stored in a PNG"):
+            write_volume(tmp_path / f"{name}.png", Volume(array))
+        assert not (tmp_path / f"{name}.png").exists()
+    with pytest.raises(LayoutError, match=r"l\.png: .*outside PNG's \[0, 255\]"):
+        write_volume(tmp_path / "l.png", Volume(np.full((4, 4), 300, np.int16)), is_label=True)
+
+
+def test_label_values_not_declared_in_dataset_json_are_an_error(tmp_path):
+    """A label file with 255 where dataset.json says cell: 1 would score as an empty cell."""
+    img = Volume(np.zeros((4, 4), np.uint8))
+    write_case(tmp_path, "a", "train", img, Volume(np.full((4, 4), 255, np.uint8)), ".png")
+    write_dataset_json(tmp_path, {"cell": 1}, 1, ".png")
+    ds = StandardDataset(tmp_path)
+    with pytest.raises(LayoutError, match=r"a\.png: label values \[255\] are not declared in"):
+        ds.read_label(ds.cases("train")[0])
+    assert "not declared" in ds.verify()[0]

@@ -4,15 +4,18 @@ A dataset's converter (``medsam2/data/converters/<key>.py``) only says where its
 are: it returns ``RawCase`` records (an image file, a label file or a set of binary mask
 files, an optional spacing). Everything else is common and lives here: reading any of
 the formats the 14 datasets use (NIfTI; MHA/MHD/NRRD/DICOM via SimpleITK; PNG/JPG/BMP/
-PPM/TIF, optionally gzipped, via PIL; NumPy .npy), keeping the true geometry (RAS affine,
-3D volumes reoriented to the closest canonical orientation), checking that image and
-label agree, mapping raw label values to the dataset file's output labels, a seeded
-split, writing, ``dataset.json`` and a conversion report. A case that fails is reported
-with its file and the reason and skipped; the other cases are converted. The dataset
-file's rules (``converters/_rules.py``: label encoding, label resampling, placeholder
-spacing) are applied here, and each applied rule is a note in the report. Losses are
-loud: a one-line summary (converted / skipped, reasons) is printed, and more skipped
-cases than the dataset file's ``max_skipped`` fail the conversion.
+PPM/TIF, optionally gzipped, via PIL; NumPy .npy), keeping the true geometry (RAS affine
+in mm whatever unit a NIfTI header declares, 3D volumes reoriented to the closest
+canonical orientation) and the intensities (a 2D dataset that a PNG cannot hold exactly
+is stored as one-slice NIfTI), checking that image and label agree, mapping raw label
+values to the dataset file's output labels, a seeded split, writing, ``dataset.json``
+and a conversion report (how each case was read and stored, which cases lack a label).
+A case that fails is reported with its file and the reason and skipped; the other cases
+are converted. The dataset file's rules (``converters/_rules.py``: label encoding, label
+resampling, placeholder spacing) are applied here, and each applied rule is a note in
+the report. Losses are loud: a one-line summary (converted / skipped, reasons, cases
+with an empty label) is printed, and more skipped cases than the dataset file's
+``max_skipped`` fail the conversion.
 """
 
 from __future__ import annotations
@@ -39,10 +42,15 @@ from medsam2.data.layout import (
     affine_from_spacing,
     check_label,
     check_pair,
+    label_values,
+    nifti_affine_mm,
+    png_loss,
+    read_volume,
     seeded_split,
     write_case,
     write_dataset_json,
     write_splits,
+    write_volume,
 )
 
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".gif")
@@ -93,7 +101,7 @@ def read_any(path: Path | str, is_label: bool = False) -> Volume:
             array = np.asanyarray(img.dataobj)
             while array.ndim > 3 and array.shape[-1] == 1:
                 array = array[..., 0]
-            return Volume(np.asarray(array), np.asarray(img.affine, dtype=np.float64))
+            return Volume(np.asarray(array), nifti_affine_mm(img, path)[0])
         if path.is_dir() or suffix in SITK_SUFFIXES:
             return _read_sitk(path)
         if suffix in PIL_SUFFIXES:
@@ -184,7 +192,7 @@ def map_labels(
     unexpected = sorted(set(values.tolist()) - allowed)
     if unexpected:
         raise LayoutError(
-            f"{path}: unexpected label values {unexpected[:10]} (the dataset file allows "
+            f"{path}: unexpected label values {unexpected[:10]} (the declared labels allow "
             f"{sorted(allowed)})"
         )
     out = np.zeros(array.shape, dtype=np.uint8)
@@ -222,6 +230,8 @@ def load_case(
         raise LayoutError(f"{case.image}: no label file found for case '{case.case_id}'")
     image = read_any(case.image)
     label, label_path = _read_label(case)
+    if dims == 2:
+        image, label = _as_2d(image), _as_2d(label)
     if image.ndim != dims:
         raise LayoutError(f"{case.image}: {image.ndim}D image, the dataset is {dims}D")
     if case.spacing is not None:
@@ -240,6 +250,24 @@ def load_case(
     if dims == 3:
         image, mapped = to_canonical(image), to_canonical(mapped)
     return image, mapped, notes
+
+
+def _as_2d(volume: Volume) -> Volume:
+    """A one-slice 3D volume (a 2D NIfTI saved as x, y, 1) as a 2D image, spacing kept."""
+    if volume.ndim == 3 and volume.array.shape[2] == 1:
+        return Volume(volume.array[:, :, 0], volume.affine)
+    return volume
+
+
+def source_units(path: Path) -> str | None:
+    """The spatial unit a NIfTI header declares when it is not mm (None otherwise)."""
+    if _suffix(path) != ".nii":
+        return None
+    try:
+        unit = nifti_affine_mm(nib.load(str(path)), path)[1]
+    except Exception:  # noqa: BLE001 - unreadable files fail (and are named) in read_any
+        return None
+    return unit if unit not in ("mm", "unknown") else None
 
 
 def _apply_geometry_rules(
@@ -263,19 +291,31 @@ def _apply_geometry_rules(
 # --------------------------------------------------------------------------- driver
 @dataclass
 class ConversionReport:
-    """What a conversion did: converted ids, skipped ids with reasons, notes of rules applied."""
+    """What a conversion did: converted ids, skipped ids with reasons, notes of rules applied.
+
+    ``cases`` says how each converted case was read and stored (source files, dtype,
+    spacing in mm, stored format); ``empty_labels`` lists the labels a converted case does
+    not contain, since a label absent from a case is a policy question at evaluation.
+    """
 
     dataset: str
     converted: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     notes: dict[str, list[str]] = field(default_factory=dict)
+    empty_labels: dict[str, list[str]] = field(default_factory=dict)
+    cases: dict[str, dict] = field(default_factory=dict)
+    dataset_info: dict = field(default_factory=dict)
 
     def one_line(self) -> str:
-        """``name: N converted, M skipped (reason: count, ...)[, K cases changed by rules]``."""
+        """``name: N converted, M skipped (reason: count, ...)[, K cases ...]``."""
         line = f"{self.dataset}: {len(self.converted)} converted, {len(self.skipped)} skipped"
         if self.skipped:
             kinds = Counter(reason_kind(s["reason"]) for s in self.skipped)
             line += " (" + ", ".join(f"{k}: {n}" for k, n in kinds.most_common()) + ")"
+        if self.empty_labels:
+            counts = Counter(n for names in self.empty_labels.values() for n in names)
+            line += (f"; {len(self.empty_labels)} case(s) with an empty label ("
+                     + ", ".join(f"{k}: {n}" for k, n in sorted(counts.items())) + ")")
         if self.notes:
             line += f"; {len(self.notes)} case(s) changed by dataset-file rules (see the report)"
         return line
@@ -283,12 +323,16 @@ class ConversionReport:
     def summary(self) -> str:
         lines = [self.one_line()]
         lines += [f"  skipped {s['case']}: {s['reason']}" for s in self.skipped]
+        lines += [f"  empty label(s) in {cid}: {', '.join(names)}"
+                  for cid, names in self.empty_labels.items()]
         lines += [f"  note {cid}: {n}" for cid, notes in self.notes.items() for n in notes]
         return "\n".join(lines)
 
     def to_json(self) -> dict:
         return {"summary": self.one_line(), "converted": self.converted,
-                "skipped": self.skipped, "notes": self.notes}
+                "skipped": self.skipped, "notes": self.notes,
+                "empty_labels": self.empty_labels, "dataset": self.dataset_info,
+                "cases": self.cases}
 
 
 def reason_kind(reason: str) -> str:
@@ -300,6 +344,39 @@ def reason_kind(reason: str) -> str:
 
 def safe_case_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
+
+
+def _describe(case: RawCase, image: Volume, label: Volume) -> dict:
+    """How one case was read (for the conversion report)."""
+    label_src = case.label if isinstance(case.label, Path) else [
+        str(p) for p, _ in (case.label or ())]
+    info = {"image": str(case.image), "label": str(label_src) if isinstance(label_src, Path)
+            else label_src, "shape": list(image.array.shape),
+            "dtype": str(image.array.dtype),
+            "spacing_mm": [round(s, 6) for s in image.spacing]}
+    unit = source_units(case.image)
+    if unit is not None:
+        info["units"] = f"{unit} in the header, converted to mm"
+    return info
+
+
+def _empty_labels(label: Volume, labels: dict[str, list[str]]) -> list[str]:
+    present = set(label_values(label.array))
+    return [name for value, name in enumerate(labels, start=1) if value not in present]
+
+
+def _png_to_nifti(root: Path) -> None:
+    """Rewrite every PNG of ``root`` as a one-slice NIfTI (PNG files hold what they held)."""
+    for png in sorted(root.glob("*/*.png")):
+        nifti = png.with_name(png.name[: -len(".png")] + ".nii.gz")
+        write_volume(nifti, _one_slice(read_volume(png)),
+                     is_label=png.parent.name.startswith("labels"))
+        png.unlink()
+
+
+def _one_slice(volume: Volume) -> Volume:
+    """A 2D image as the (x, y, 1) NIfTI that nnU-Net reads as a 2D case."""
+    return Volume(volume.array[:, :, None], volume.affine)
 
 
 def run_conversion(
@@ -315,13 +392,20 @@ def run_conversion(
     extra_meta: dict | None = None,
     rules: CaseRules | None = None,
     max_skipped: int | None = None,
+    rejected: dict[str, str] | None = None,
+    label_origin: str = "the dataset file",
 ) -> ConversionReport:
     """Convert ``cases`` into ``out`` atomically (a temp folder renamed at the end).
 
     The seeded split is drawn over the cases that converted (sorted ids), so it depends
     only on the data and the seed. More than ``max_skipped`` skipped cases (None: no
     limit) raise ConversionError listing every reason, and ``out`` is not written: a
-    broken converter stops the run instead of shrinking the test set.
+    broken converter stops the run instead of shrinking the test set. ``rejected`` holds
+    cases already refused (id -> reason) before conversion; they are reported as skipped.
+
+    2D cases are PNG while PNG holds them exactly; one float, signed or non-unit-spacing
+    2D image makes the whole dataset one-slice (x, y, 1) NIfTI (``is_2d``), so that
+    neither values nor spacing are lost (dataset.json has one file ending).
     """
     if not cases:
         raise ConversionError(f"{name}: no cases found (is the layout what the converter expects?)")
@@ -329,16 +413,38 @@ def run_conversion(
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise ConversionError(f"{name}: duplicate case ids {dupes[:5]}")
+    rejected = rejected or {}
     ending = ".png" if dims == 2 else ".nii.gz"
+    why_nifti: str | None = None
     tmp = out.parent / f".{out.name}.converting"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     report = ConversionReport(name)
     for case in cases:
+        if case.case_id in rejected:
+            report.skipped.append({"case": case.case_id, "reason": rejected[case.case_id]})
+            continue
         try:
             image, label, notes = load_case(case, (source_labels, labels), dims, rules)
-            write_case(tmp, case.case_id, "train", image, label, ending)
+            info = _describe(case, image, label)
+            if dims == 2 and why_nifti is None:
+                loss = png_loss(image.array) or (
+                    None if np.allclose(image.spacing, 1.0)
+                    else f"spacing {list(info['spacing_mm'])} mm")
+                if loss is not None:
+                    why_nifti = f"{case.case_id}: {loss}"
+                    _png_to_nifti(tmp)
+                    ending = ".nii.gz"
+            if dims == 2 and ending == ".nii.gz":
+                write_case(tmp, case.case_id, "train", _one_slice(image), _one_slice(label),
+                           ending)
+            else:
+                write_case(tmp, case.case_id, "train", image, label, ending)
             report.converted.append(case.case_id)
+            report.cases[case.case_id] = info
+            empty = _empty_labels(label, labels)
+            if empty:
+                report.empty_labels[case.case_id] = empty
             if notes:
                 report.notes[case.case_id] = notes
         except LayoutError as exc:
@@ -352,6 +458,8 @@ def run_conversion(
             f"{name}: {len(report.skipped)} cases skipped, more than max_skipped={max_skipped} "
             f"allowed by the dataset file (nothing written)\n{report.summary()}"
         )
+    for info in report.cases.values():
+        info["stored_as"] = ending
     # Split over the cases that converted, so a bad case never empties a split.
     done = report.converted
     train, test = seeded_split(done, test_fraction, seed) if len(done) > 1 else ([], done)
@@ -361,10 +469,20 @@ def run_conversion(
             dest.parent.mkdir(exist_ok=True)
             (tmp / folder / name).replace(dest)
     out_labels = {"background": 0, **{n: i + 1 for i, n in enumerate(labels)}}
+    report.dataset_info = {
+        "labels_from": label_origin,
+        "labels": {n: {"value": i + 1, "source_values": [source_labels[p] for p in parts]}
+                   for i, (n, parts) in enumerate(labels.items())},
+        "channel_names": {"0": channel_name}, "file_ending": ending,
+    }
+    meta = dict(extra_meta or {})
+    if why_nifti is not None:
+        report.dataset_info["stored_as_nifti_because"] = why_nifti
+        meta["is_2d"] = True
     write_splits(tmp, train, test, seed)
     (tmp / "conversion_report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     write_dataset_json(tmp, out_labels, len(train), ending, {"0": channel_name},
-                       numTest=len(test), **(extra_meta or {}))
+                       numTest=len(test), **meta)
     if out.exists():
         shutil.rmtree(out)
     tmp.replace(out)
@@ -386,23 +504,41 @@ def convert_dataset(spec: DatasetSpec, src: Path, out: Path, seed: int = 0,
         out.name, cases, Path(out), spec.dims, spec.source_labels, spec.labels, seed,
         test_fraction if test_fraction is not None else spec.split["test_fraction"],
         spec.channel_name, meta, rules=spec.rules, max_skipped=spec.max_skipped,
+        label_origin=f"config/datasets/{spec.key}.yaml",
     )
 
 
 def import_local(path: Path, out: Path, seed: int = 0, test_fraction: float = 0.2,
                  dims: int | None = None, modality: str = "unknown",
-                 prompt: str = "box") -> ConversionReport:
-    """Bring your own data: nnU-Net raw layout or ``images/`` + ``labels/`` paired by name."""
+                 prompt: str = "box", labels: dict[str, int] | None = None,
+                 label_threshold: float | None = None) -> ConversionReport:
+    """Bring your own data: nnU-Net raw layout or ``images/`` + ``labels/`` paired by name.
+
+    Labels are declared (``labels``: name -> raw value, or the folder's ``dataset.json``)
+    or, for a folder without a declaration, inferred only from a clean set of values
+    (``converters/local.py``). ``label_threshold`` binarises every label file (raw >= the
+    threshold is the one foreground label); lossy label files (JPEG) need it. The channel
+    name comes from ``dataset.json``'s ``channel_names`` when there is one.
+    """
     from medsam2.data.converters import local
 
-    cases, label_names = local.find_cases(Path(path), {})
+    root = Path(path)
+    try:
+        cases = local.find_cases(root)
+        declared = local.read_declaration(root)
+        plan = local.plan_labels(cases, labels, declared, label_threshold)
+        channel = local.channel_name(declared, modality, root)
+    except (local.LabelDeclarationError, FileNotFoundError) as exc:
+        raise ConversionError(f"{Path(out).name}: {exc}") from exc
+    if modality == "unknown":
+        modality = channel
     if dims is None:
-        dims = 2 if cases and _suffix(cases[0].image) in PIL_SUFFIXES else 3
-    source = {n: v for n, v in label_names.items() if v != 0}
-    labels = {n: [n] for n in source}
+        dims = local.guess_dims(cases)
+    names = {n: [n] for n in plan.source}
     return run_conversion(
-        out.name, cases, Path(out), dims, source, labels, seed, test_fraction,
-        "CT" if modality.upper() == "CT" else modality,
+        out.name, cases, Path(out), dims, plan.source, names, seed, test_fraction,
+        channel,
         {"source": f"local:{path}", "modality": modality, "prompt": prompt,
-         "target_labels": list(labels)},
+         "target_labels": list(names)},
+        rules=plan.rules, rejected=plan.rejected, label_origin=plan.origin,
     )

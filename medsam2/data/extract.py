@@ -105,18 +105,68 @@ def _check_zip(archive: Path, zf: zipfile.ZipFile, target: Path) -> None:
                 )
 
 
+def _resolve(
+    parts: tuple[str, ...], links: dict[tuple[str, ...], str], hops: int = 0
+) -> tuple[str, ...] | None:
+    """Where a path inside the target lands once the archive's own symlinks are followed.
+
+    ``parts`` is relative to the target; ``links`` maps each symlink extracted so far to
+    its link text. Every component is walked as the operating system would: ``..`` after a
+    symlink climbs from where the link points, not from where it lies (``d/l1 -> ..`` then
+    ``d/l2 -> l1/..`` leaves the target although both texts look harmless). Returns the
+    resolved parts, or None when the path leaves the target, is absolute or loops.
+    """
+    out: list[str] = []
+    for part in parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not out:
+                return None
+            out.pop()
+            continue
+        out.append(part)
+        text = links.get(tuple(out))
+        if text is None:
+            continue
+        if hops >= 40 or PurePosixPath(text).is_absolute():  # 40: Linux's own loop limit
+            return None
+        resolved = _resolve((*out[:-1], *PurePosixPath(text).parts), links, hops + 1)
+        if resolved is None:
+            return None
+        out = list(resolved)
+    return tuple(out)
+
+
 def _check_tar(archive: Path, tf: tarfile.TarFile, target: Path) -> None:
+    """Refuse any member that would be written, or link, outside the target.
+
+    The check stands alone: it follows the archive's symlinks (chains included) in the
+    order they are extracted, so it does not rely on Python's ``data`` extraction filter
+    (PEP 706), which only Python 3.10.12+, 3.11.4+ and 3.12+ have.
+    """
+    links: dict[tuple[str, ...], str] = {}
     for member in tf.getmembers():
         pure = _check_name(archive, member.name)
+        parts = tuple(p for p in pure.parts if p not in ("", "."))
+        parent = _resolve(parts[:-1], links)
+        if parent is None:
+            raise ExtractError(
+                f"{archive}: member '{member.name}' lies under a symlink that leads outside "
+                "the target (refused)"
+            )
         if member.issym():
-            if not _inside(target, pure.parent, member.linkname):
+            dest = _resolve((*parent, *PurePosixPath(member.linkname).parts), links)
+            if PurePosixPath(member.linkname).is_absolute() or dest is None:
                 raise ExtractError(
                     f"{archive}: member '{member.name}' is a symlink to '{member.linkname}' "
                     "outside the target (refused)"
                 )
+            if parts:
+                links[parts] = member.linkname
         elif member.islnk():
             _check_name(archive, member.linkname)
-            if not _inside(target, PurePosixPath("."), member.linkname):
+            if _resolve(PurePosixPath(member.linkname).parts, links) is None:
                 raise ExtractError(
                     f"{archive}: member '{member.name}' is a hard link to '{member.linkname}' "
                     "outside the target (refused)"
@@ -124,6 +174,11 @@ def _check_tar(archive: Path, tf: tarfile.TarFile, target: Path) -> None:
         elif not (member.isfile() or member.isdir()):
             raise ExtractError(
                 f"{archive}: member '{member.name}' is a device or FIFO (refused)"
+            )
+        elif _resolve(parts, links) is None:  # a file written through an earlier symlink
+            raise ExtractError(
+                f"{archive}: member '{member.name}' would be written through a symlink "
+                "outside the target (refused)"
             )
 
 
@@ -159,9 +214,11 @@ def extract_archive(
             with tarfile.open(archive) as tf:
                 _check_budget(archive, [m.size for m in tf.getmembers()], limits)
                 _check_tar(archive, tf, real_tmp)
-                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: a second guard
+                # The data filter (Python 3.10.12+, 3.11.4+, 3.12+) is a second guard
+                # only; _check_tar is sufficient on its own.
+                if hasattr(tarfile, "data_filter"):
                     tf.extractall(real_tmp, filter="data")
-                else:  # pragma: no cover - older Pythons rely on _check_tar alone
+                else:  # pragma: no cover - depends on the Python patch release
                     tf.extractall(real_tmp)
         _extract_inner(archive, real_tmp, limits, _depth)
         _merge(real_tmp, target)

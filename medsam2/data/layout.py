@@ -10,8 +10,11 @@ the folder as is) and MedSAM-2 see exactly the same cases, spacing and labels::
         splits.json                   # {"seed": int, "train": [...], "test": [...]}
 
 3D images are NIfTI with their true affine (array axes = voxel axes i, j, k as nibabel
-returns them; spacing = voxel sizes in mm). 2D images are PNG (array axes = rows,
-columns; spacing 1 x 1 unless ``dataset.json`` says otherwise under ``spacing_2d``).
+returns them; spacing = voxel sizes in mm, a header in microns or metres converted). 2D
+images are PNG (array axes = rows, columns; spacing 1 x 1 unless ``dataset.json`` says
+otherwise under ``spacing_2d``), or one-slice NIfTI (``is_2d: true``) where a PNG would
+lose values (float, signed) or spacing. Label files hold only the values ``dataset.json``
+declares.
 """
 
 from __future__ import annotations
@@ -60,6 +63,46 @@ def affine_from_spacing(spacing: Sequence[float]) -> np.ndarray:
     return np.diag([*sp, 1.0]).astype(np.float64)
 
 
+#: NIfTI ``xyzt_units`` spatial codes -> millimetres per unit; unknown (0) is taken as mm,
+#: as nnU-Net and ITK do
+NIFTI_UNITS_TO_MM = {"unknown": 1.0, "mm": 1.0, "micron": 1e-3, "meter": 1e3}
+
+
+def nifti_affine_mm(img: nib.Nifti1Image, path: Path | str) -> tuple[np.ndarray, str]:
+    """The image's affine in millimetres, and the spatial unit its header declares.
+
+    A microscopy NIfTI in microns read as millimetres makes every distance (HD95) a
+    thousand times too large, so the header's unit is applied, never assumed.
+    """
+    affine = np.asarray(img.affine, dtype=np.float64)
+    unit = img.header.get_xyzt_units()[0] if hasattr(img.header, "get_xyzt_units") else "mm"
+    unit = unit or "unknown"
+    if unit not in NIFTI_UNITS_TO_MM:
+        raise LayoutError(f"{path}: unsupported NIfTI spatial unit '{unit}'")
+    if NIFTI_UNITS_TO_MM[unit] != 1.0:
+        affine = affine.copy()
+        affine[:3, :] *= NIFTI_UNITS_TO_MM[unit]
+    return affine, unit
+
+
+def png_loss(array: np.ndarray, is_label: bool = False) -> str | None:
+    """Why ``array`` cannot be stored in a PNG as is (None: it can, losslessly).
+
+    PNG holds non-negative integers (uint8 labels, uint8/uint16 images); a float image in
+    [0, 1] or HU would otherwise be truncated or wrap around without a word.
+    """
+    if array.size == 0:
+        return None
+    if not np.issubdtype(array.dtype, np.integer):
+        if not np.all(np.isfinite(array)) or not np.all(np.equal(np.mod(array, 1), 0)):
+            return f"non-integer {array.dtype} values"
+    low, high = float(array.min()), float(array.max())
+    top = 255 if is_label else 65535
+    if low < 0 or high > top:
+        return f"{array.dtype} values in [{low:g}, {high:g}], outside PNG's [0, {top}]"
+    return None
+
+
 def file_ending(path: Path | str) -> str:
     name = str(path)
     for ending in SUPPORTED_ENDINGS:
@@ -78,13 +121,15 @@ def read_volume(path: Path | str, spacing_2d: Sequence[float] = (1.0, 1.0)) -> V
         if ending == ".nii.gz":
             img = nib.load(str(path))
             array = np.asanyarray(img.dataobj)
-            affine = np.asarray(img.affine, dtype=np.float64)
+            affine = nifti_affine_mm(img, path)[0]
         else:
             with PILImage.open(path) as im:
                 array = np.asarray(im)
             if array.ndim == 3:  # RGB(A) PNG -> grey, the 2D datasets here are single-channel
                 array = array[..., :3].mean(axis=-1)
             affine = affine_from_spacing(spacing_2d)
+    except LayoutError:
+        raise
     except Exception as exc:  # nibabel/PIL raise many types; the user needs the file name
         raise LayoutError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
     return Volume(np.asarray(array), affine)
@@ -109,6 +154,9 @@ def write_volume(path: Path | str, volume: Volume, is_label: bool = False) -> Pa
     else:
         if array.ndim != 2:
             raise LayoutError(f"{path}: PNG needs a 2D array, got shape {array.shape}")
+        loss = png_loss(array, is_label)
+        if loss is not None:
+            raise LayoutError(f"{path}: {loss} cannot be stored in a PNG without loss")
         if is_label or array.max(initial=0) < 256:
             data = array.astype(np.uint8)
         else:
@@ -197,15 +245,28 @@ class StandardDataset:
                     return c
         raise LayoutError(f"{self.root}: no case '{case_id}'")
 
+    def _read(self, path: Path) -> Volume:
+        """A file of this dataset; a 2D dataset's one-slice NIfTI (x, y, 1) comes as 2D."""
+        vol = read_volume(path, self.spacing_2d)
+        if not self.is_3d and vol.ndim == 3 and vol.array.shape[2] == 1:
+            return Volume(vol.array[:, :, 0], vol.affine)
+        return vol
+
     def read_image(self, case: Case) -> Volume:
         """The first channel (all datasets of the benchmark are single-channel)."""
-        return read_volume(case.images[0], self.spacing_2d)
+        return self._read(case.images[0])
 
     def read_label(self, case: Case) -> Volume:
         if case.label is None:
             raise LayoutError(f"{self.root}: case '{case.case_id}' has no label file")
-        vol = read_volume(case.label, self.spacing_2d)
+        vol = self._read(case.label)
         check_label(vol.array, case.label)
+        undeclared = sorted(set(label_values(vol.array)) - {0, *self.labels.values()})
+        if undeclared:  # an undeclared value would be scored as no label at all
+            raise LayoutError(
+                f"{case.label}: label values {undeclared[:10]} are not declared in "
+                f"{self.root / 'dataset.json'} (labels {self.meta['labels']})"
+            )
         return Volume(np.asarray(vol.array).astype(np.int16), vol.affine)
 
     def iter_cases(self, split: str = "test") -> Iterator[tuple[Case, Volume, Volume]]:
@@ -225,6 +286,17 @@ class StandardDataset:
         if not self.cases("train") and not self.cases("test"):
             problems.append(f"{self.root}: no cases in imagesTr or imagesTs")
         return problems
+
+
+def label_values(array: np.ndarray) -> list[int]:
+    """The distinct values of a checked label array (a counting pass, not a sort).
+
+    Every stage reads labels, and sorting a 512 x 512 x 300 volume per read costs seconds.
+    """
+    if np.issubdtype(array.dtype, np.integer) and array.size and 0 <= array.min() \
+            and array.max() < 1 << 16:
+        return np.flatnonzero(np.bincount(array.ravel())).tolist()
+    return [int(v) for v in np.unique(array)]
 
 
 def check_label(array: np.ndarray, path: Path | str) -> None:

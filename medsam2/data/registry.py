@@ -364,19 +364,42 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
     print(report.summary())
-    if report.skipped:  # the one line again, last, where a console reader sees it
+    if report.skipped or report.empty_labels:  # the one line again, last, where it is seen
         print(f"WARNING: {report.one_line()}", file=sys.stderr)
     return 0
 
 
 def _cmd_import_local(args: argparse.Namespace) -> int:
-    from medsam2.data.convert import import_local
+    from medsam2.data.convert import ConversionError, import_local
 
-    report = import_local(Path(args.path), Path(args.out), seed=args.seed,
-                          test_fraction=args.test_fraction, dims=args.dims,
-                          modality=args.modality, prompt=args.prompt)
+    try:
+        report = import_local(Path(args.path), Path(args.out), seed=args.seed,
+                              test_fraction=args.test_fraction, dims=args.dims,
+                              modality=args.modality, prompt=args.prompt,
+                              labels=args.labels, label_threshold=args.label_threshold)
+    except ConversionError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 2
     print(report.summary())
+    if report.skipped or report.empty_labels:  # last, where a console reader sees it
+        print(f"WARNING: {report.one_line()}", file=sys.stderr)
     return 0
+
+
+def parse_label_declaration(text: str) -> dict[str, int]:
+    """``NAME=VALUE,NAME=VALUE`` -> {name: raw value} (argparse type of ``--labels``)."""
+    out: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip().lstrip("-").isdigit():
+            raise argparse.ArgumentTypeError(
+                f"'{item}': expected NAME=VALUE with an integer value (e.g. cell=255)")
+        if name.strip() in out:
+            raise argparse.ArgumentTypeError(f"label '{name.strip()}' declared twice")
+        out[name.strip()] = int(value)
+    if not out:
+        raise argparse.ArgumentTypeError("no label declared (expected NAME=VALUE,...)")
+    return out
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
@@ -422,6 +445,14 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dims", type=int, choices=(2, 3), default=None)
     p.add_argument("--modality", default="unknown")
     p.add_argument("--prompt", choices=PROMPTS, default="box")
+    p.add_argument("--labels", type=parse_label_declaration, default=None,
+                   metavar="NAME=VALUE,...",
+                   help="the label files' values, e.g. cell=255 or organ=1,lesion=2 "
+                        "(default: the folder's dataset.json, else inferred from a clean "
+                        "set of values)")
+    p.add_argument("--label-threshold", type=float, default=None, metavar="T",
+                   help="binary labels: a value >= T is the one foreground label; needed "
+                        "for lossy label files (JPEG)")
     p.set_defaults(func=_cmd_import_local)
 
 
