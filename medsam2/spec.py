@@ -112,6 +112,22 @@ class LocalDataset(DatasetSpec):
     dims: Literal[2, 3] | None = knob(None, help="2 or 3 (default: from the files)")
     test_fraction: float = knob(0.2, exclusive_minimum=0, exclusive_maximum=1,
                                 help="fraction of cases held out for testing (seeded)")
+    labels: dict[str, int] | None = knob(
+        None, help="label name -> value in your label files, e.g. {cell: 255}; default: the "
+                   "folder's dataset.json, else inferred only from a clean set (0/N or 1..K)")
+    label_threshold: float | None = knob(
+        None, help="binary labels: a value >= this is the one foreground label; required for "
+                   "lossy label files (JPEG)")
+
+    def import_flags(self) -> list[str]:
+        """The ``medsam2 datasets import-local`` flags of this entry (unquoted)."""
+        flags = []
+        for name in ("dims", "modality", "prompt", "label_threshold"):
+            if getattr(self, name) is not None:
+                flags += [f"--{name.replace('_', '-')}", str(getattr(self, name))]
+        if self.labels:
+            flags += ["--labels", ",".join(f"{k}={v}" for k, v in self.labels.items())]
+        return flags
 
 
 DATASET_SOURCES: dict[str, type[DatasetSpec]] = {

@@ -222,7 +222,8 @@ def test_snakemake_dry_run_plans_data_rules(tmp_path: Path):
     _snakefile(tmp_path, {
         "wbc": {"source": "registry", "prompt": "click"},
         "abdomen": {"source": "registry", "registry": "btcv", "test_fraction": 0.5},
-        "mine": {"source": "local", "path": str(tmp_path / "mine"), "prompt": "box"},
+        "mine": {"source": "local", "path": str(tmp_path / "mine"), "prompt": "box",
+                 "labels": {"cell": 255}, "label_threshold": 128},
     })
     proc = _snakemake(tmp_path, "-n", "-p")
     assert proc.returncode == 0, proc.stderr + proc.stdout
@@ -234,6 +235,7 @@ def test_snakemake_dry_run_plans_data_rules(tmp_path: Path):
     assert "medsam2 datasets convert btcv" in text and "--out results/datasets/abdomen" in text
     assert "--test-fraction 0.5" in text and "--seed 3" in text
     assert "medsam2 datasets import-local --path" in text
+    assert "--label-threshold 128.0" in text and "--labels cell=255" in text
 
 
 def test_main_snakefile_plans_a_registry_dataset(tmp_path: Path):

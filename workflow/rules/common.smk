@@ -4,6 +4,7 @@
 import hashlib
 import json
 import re
+import shlex
 
 from pathlib import Path
 
@@ -146,9 +147,7 @@ def local_manifest(name):
 
 def local_import_args(name):
     """`medsam2 datasets import-local` flags of a `source: local` dataset."""
-    spec = SPEC.datasets[name]
-    flags = {"dims": spec.dims, "modality": spec.modality, "prompt": spec.prompt}
-    return " ".join(f"--{k} {v}" for k, v in flags.items() if v is not None)
+    return " ".join(shlex.quote(f) for f in SPEC.datasets[name].import_flags())
 
 
 #: memory and minutes of a per-dataset job (convert, evaluate, report) by data size: the
