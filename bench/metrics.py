@@ -17,7 +17,12 @@ method's own; ``traced_mb`` is the tracemalloc peak (numpy buffers) for a separa
     python bench/metrics.py                  # all four sizes (~1 min, medpy dominates)
     python bench/metrics.py --sizes 256x256 128x128x128
 
-Last line: ``RESULT hd95_speedup_512 <medpy time / our time on 512x512x200>``.
+MONAI (``pip install .[bench]``) is the fastest peer: its HD95 is not medpy's (the larger
+of the two directed percentiles, in float32: +3..10 % here), so it is timed, not matched.
+
+Last lines: ``RESULT hd95_speedup_512 <medpy time / our time on 512x512x200>``,
+``RESULT hd95_speedup_vs_monai_512 <MONAI time / our time>`` and
+``RESULT hd95_max_diff_vs_medpy <max |ours - medpy| over the sizes, mm>``.
 """
 
 from __future__ import annotations
@@ -183,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{'hd95_mm':>12} {'dice':>8} {'|dhd95|':>9} {'speedup':>8}"
     )
     print(header)
-    speedup_512 = float("nan")
+    speedup_512 = monai_512 = float("nan")
+    max_diff = 0.0
     for size in args.sizes:
         shape = tuple(int(s) for s in size.split("x"))
         spacing = SPACING_3D[: len(shape)]
@@ -196,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             results = {}
             for name in METHODS:
                 big = np.prod(shape) > 10_000_000
-                repeat = 1 if (name != "ours" and big) else args.repeat
+                repeat = 1 if (name == "medpy" and big) else args.repeat
                 res = run_method(name, tmp, spacing, repeat)
                 results[name] = res
         ref = results["medpy"]
@@ -211,10 +217,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['traced_mb']:9.1f} {r['hd95']:12.6f} {r['dice']:8.5f} "
                 f"{abs(r['hd95'] - ref['hd95']):9.2e} {speed:8.1f}"
             )
+        ours = results["ours"]
+        assert ours is not None
+        max_diff = max(max_diff, abs(ours["hd95"] - ref["hd95"]))
         if size == "512x512x200":
-            speedup_512 = ref["time_s"] / results["ours"]["time_s"]  # type: ignore[index]
+            speedup_512 = ref["time_s"] / ours["time_s"]
+            if results["monai"] is not None:
+                monai_512 = results["monai"]["time_s"] / ours["time_s"]
         sys.stdout.flush()
     print(f"RESULT hd95_speedup_512 {speedup_512:.1f}")
+    if results.get("monai") is None:
+        print("MONAI not installed (pip install .[bench]): no MONAI ratio")
+    else:
+        print(f"RESULT hd95_speedup_vs_monai_512 {monai_512:.1f}")
+    print(f"RESULT hd95_max_diff_vs_medpy {max_diff:.2e}")
     return 0
 
 
