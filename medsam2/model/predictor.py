@@ -183,6 +183,7 @@ def track_objects(
         return num_frames - 1 - t if reverse[k] else t
 
     dicts = [{"cond_frame_outputs": {}, "non_cond_frame_outputs": {}} for _ in objects]
+    shared: dict = {}  # one memory position encoding for all frames and objects
     for k, prompts in enumerate(objects):
         for f in sorted(prompts):
             point_inputs, mask_inputs = prompts[f]
@@ -193,7 +194,7 @@ def track_objects(
                 dicts[k], num_frames, run_mem_encoder=False,
             )
             _encode_prompted_memory(model, out, feats, sizes)
-            dicts[k]["cond_frame_outputs"][f] = _store(out, f)
+            dicts[k]["cond_frame_outputs"][f] = _store(out, f, shared)
             yield k, f, out
     # (sweep, stored frame) -> [(object, its frame, backward?, first of its direction?)]
     events: dict[tuple[int, int], list[tuple[int, int, bool, bool]]] = {}
@@ -219,7 +220,7 @@ def track_objects(
                 [policies[k] for k, *_ in batch], num_frames, [b for _, _, b, _ in batch],
             )
             for (k, t, _, _), out in zip(batch, outs):
-                dicts[k]["non_cond_frame_outputs"][t] = _store(out, t)
+                dicts[k]["non_cond_frame_outputs"][t] = _store(out, t, shared)
                 yield k, t, out
 
 
@@ -250,6 +251,7 @@ def segment_objects(
     objects: Sequence[dict[int, FrameInputs]],
     reverse: Sequence[bool] | None = None,
     chunk_size: int | None = None,
+    bf16: bool = False,
 ) -> list[torch.Tensor]:
     """Low-resolution mask logits (T, 1, S/4, S/4) of each object (eval mode), tracked
     together (``track_objects``) with what ``segment_sequence`` gives for each object
@@ -262,6 +264,9 @@ def segment_objects(
     the bank); an object whose guessed start turns out not to be where the object before
     it ended is tracked again from there, with the objects after it. The model's stream
     ends where the last object's ends.
+
+    ``bf16``: run under bfloat16 autocast (a GPU's speed; the logits then differ from
+    float32 ones, by ~1e-2). With ``compile_model`` the same call runs compiled parts.
     """
     model.eval()
     features, flipped = _unwrap(frames, model, chunk_size)
@@ -282,8 +287,9 @@ def segment_objects(
                 state = skip_draws(state, guesses[k])
             policies.append(policy)
         starts = [p.random_state() for p in policies]
-        run = _logits(track_objects(model, features, objects[first:], reverse[first:], policies),
-                      len(policies), len(features))
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+            run = _logits(track_objects(model, features, objects[first:], reverse[first:],
+                                        policies), len(policies), len(features))
         done = first
         for i, policy in enumerate(policies):
             # valid while each start is where the (valid) object before it ended
@@ -300,13 +306,27 @@ def segment_objects(
     return logits  # type: ignore[return-value]
 
 
+def compile_model(model: MedSAM2Base, mode: str | None = None) -> MedSAM2Base:
+    """Compile the image encoder and the memory attention with ``torch.compile`` (their
+    ``forward``, so checkpoints still load), as SAM 2's VOS-optimised predictor does; the
+    memory attention with dynamic shapes (how many memories and objects varies). For a
+    GPU: the first calls compile (minutes with ``mode="max-autotune"``); on a CPU this
+    seldom pays."""
+    model.image_encoder.forward = torch.compile(model.image_encoder.forward, mode=mode,
+                                                fullgraph=True, dynamic=False)
+    model.memory_attention.forward = torch.compile(model.memory_attention.forward, mode=mode,
+                                                   fullgraph=True, dynamic=True)
+    return model
+
+
 def _logits(events: Iterator[tuple[int, int, dict]], num_objects: int, num_frames: int,
             ) -> list[torch.Tensor]:
     """Each object's (T, 1, S/4, S/4) logits from ``track_objects``' outputs."""
     per_object: list[dict[int, torch.Tensor]] = [{} for _ in range(num_objects)]
     for k, t, out in events:
-        per_object[k][t] = out["pred_masks"].float().cpu()
-        # what later frames need is in the output dict; free the high-res copy now
+        per_object[k][t] = out.pop("pred_masks").float().cpu()
+        # later frames need the memory, pointer and scores only: free the masks now (13
+        # labels x 300 slices of 256 x 256 logits at 1024 px: 1 GB of device memory)
         out.pop("pred_masks_high_res", None)
         out.pop("multistep_pred_multimasks", None)
     return [torch.cat([d[t] for t in range(num_frames)], dim=0) for d in per_object]
@@ -317,9 +337,10 @@ def segment_sequence(
     frames: torch.Tensor | FrameFeatures,
     prompts: dict[int, FrameInputs],
     chunk_size: int | None = None,
+    bf16: bool = False,
 ) -> torch.Tensor:
     """Low-resolution mask logits (T, 1, S/4, S/4) of one object (eval mode)."""
-    return segment_objects(model, frames, [prompts], chunk_size=chunk_size)[0]
+    return segment_objects(model, frames, [prompts], chunk_size=chunk_size, bf16=bf16)[0]
 
 
 def _to(inputs: dict | None, device: torch.device) -> dict | None:
@@ -341,10 +362,15 @@ def _encode_prompted_memory(model: MedSAM2Base, out: dict, feats: list, sizes: l
     )
 
 
-def _store(out: dict, frame_idx: int) -> dict:
-    """Keep memory features in bfloat16, as ``SAM2VideoPredictor`` stores them; note the
-    frame (``memory_frames`` of later outputs name it)."""
+def _store(out: dict, frame_idx: int, shared: dict) -> dict:
+    """Keep memory features in bfloat16, as ``SAM2VideoPredictor`` stores them, and one
+    copy of the memory's position encoding (``shared``: it depends on the memory's shape
+    only, and SAM 2's predictor keeps one too); note the frame (``memory_frames`` of later
+    outputs name it)."""
     out["frame_idx"] = frame_idx
     if out.get("maskmem_features") is not None:
         out["maskmem_features"] = out["maskmem_features"].to(torch.bfloat16)
+        pos = out["maskmem_pos_enc"]
+        key = tuple((tuple(p.shape), p.dtype) for p in pos)
+        out["maskmem_pos_enc"] = shared.setdefault(key, [p.clone() for p in pos])
     return out
