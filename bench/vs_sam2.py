@@ -25,7 +25,9 @@ encoder alone, per frame, for several frames per encoder call: the measurement b
     python bench/vs_sam2.py --size 1024 --device cuda       # on a GPU
 
 ``RESULT predictor_time_ratio`` is ours (FIFO, one object) / SAM 2 (target <= 1);
-``RESULT multi_object_speedup_4`` is one-at-a-time / batched for 4 objects (FIFO).
+``RESULT multi_object_speedup_4`` is one-at-a-time / batched for 4 objects (FIFO). A
+profile of the last object count (CPU time per model part, one at a time vs batched)
+shows what bounds the latter: batching saves per-call overhead, not arithmetic.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from sam2.build_sam import build_sam2_video_predictor
 
 from medsam2.data.frames import to_model_frames
 from medsam2.data.prompts import make_prompt
-from medsam2.model.build import build_model
+from medsam2.model.build import ARCHS, build_model
 from medsam2.model.memory import build_policy
 from medsam2.model.predictor import ChunkedFeatures, segment_objects, segment_sequence
 
@@ -72,7 +74,9 @@ def scene(objects: int, frames: int, size: int, seed: int = 0):
     return np.stack(imgs), masks
 
 
-def sam2_predictor(size: int, device: str):
+def sam2_predictor(size: int, device: str, arch: str = "hiera_t", vos_optimized: bool = False):
+    """SAM 2's own video predictor of a sam2.1 architecture (``ARCHS``), random init;
+    ``vos_optimized``: its compiled variant (``SAM2VideoPredictorVOS``)."""
     side = size // 16
     overrides = [f"++model.image_size={size}",
                  f"++model.memory_attention.layer.self_attention.feat_sizes=[{side},{side}]",
@@ -80,8 +84,9 @@ def sam2_predictor(size: int, device: str):
     if importlib.util.find_spec("sam2._C") is not None:
         overrides.append("++model.fill_hole_area=0")  # we fill no holes either
     torch.manual_seed(0)
-    return build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", None,
-                                      device=device, hydra_overrides_extra=overrides)
+    return build_sam2_video_predictor(ARCHS[arch][1], None, device=device,
+                                      hydra_overrides_extra=overrides,
+                                      vos_optimized=vos_optimized)
 
 
 def run_sam2(pred, folder: Path, frames: torch.Tensor, boxes: list[np.ndarray], key: int
@@ -115,6 +120,33 @@ def one_at_a_time(model, frames: torch.Tensor, objects: list[dict]) -> list[torc
     """The frames encoded once, then the objects tracked one after the other."""
     features = ChunkedFeatures.for_passes(model, frames, passes=len(objects))
     return [segment_sequence(model, features, o) for o in objects]
+
+
+PARTS = ("image_encoder", "memory_attention", "sam_prompt_encoder", "sam_mask_decoder",
+         "memory_encoder")
+
+
+def profile_parts(model, fn: Callable[[], object]) -> dict[str, float]:
+    """CPU seconds spent in each of the model's parts (``PARTS``) during ``fn()``, and the
+    rest (``other``: memory selection, bookkeeping, small heads) from the total."""
+    spent = dict.fromkeys(PARTS, 0.0)
+    handles = []
+    for name in PARTS:
+        module = getattr(model, name)
+        start: list[float] = []
+        handles.append(module.register_forward_pre_hook(
+            lambda _m, _a, start=start: start.append(time.process_time())))
+        handles.append(module.register_forward_hook(
+            lambda _m, _a, _o, name=name, start=start: spent.__setitem__(
+                name, spent[name] + time.process_time() - start.pop())))
+    try:
+        (total, _), _ = timed(fn)
+    finally:
+        for h in handles:
+            h.remove()
+    spent["other"] = total - sum(spent.values())
+    spent["total"] = total
+    return spent
 
 
 def _sync() -> None:
@@ -195,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{n} object(s): FIFO vs SAM 2's predictor, max |logit difference| {diff:.2e}")
         encoder = {c: min(encoder_per_frame(models["fifo"], frames, c, clock)
                           for _ in range(args.repeats)) for c in args.chunks}
+        fifo = models["fifo"]
+        profile = {"one_at_a_time": profile_parts(fifo, partial(one_at_a_time, fifo, frames,
+                                                                objects)),
+                   "batched": profile_parts(fifo, partial(segment_objects, fifo, frames,
+                                                          objects))}
 
     print(f"\nhiera-tiny, {args.size} px, {args.frames} frames, box on frame {key}, both "
           f"directions, {args.threads} thread(s), {args.device}; best of {args.repeats}")
@@ -202,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("sam2", "fifo", "self_sorting", "fifo_one_at_a_time"):
         print(f"{name:22s}" + "".join(f"{best[(name, n)][0]:12.2f}{best[(name, n)][1]:8.2f}"
                                       for n in args.objects))
+    print(f"\nwhere the CPU time of {args.objects[-1]} objects goes (s):")
+    print(f"{'part':20s}{'one at a time':>15s}{'batched':>10s}")
+    for part in (*PARTS, "other", "total"):
+        print(f"{part:20s}{profile['one_at_a_time'][part]:15.2f}"
+              f"{profile['batched'][part]:10.2f}")
     print(f"\nimage encoder, {('CPU', 'wall')[clock]} s per frame by frames per call: "
           + ", ".join(f"{c}: {s:.3f}" for c, s in encoder.items()))
     device = torch.device(args.device).type
