@@ -1,10 +1,10 @@
 """GPU check of MedSAM-2 at full size: bf16 training steps and volume propagation speed.
 
-Why: Issue 4 asks, when a GPU machine is lent, for a short prepared run of the real
-configuration: hiera-tiny (sam2.1) at 1024 px, random init, self-sorting memory; 20
-training steps under ``torch.autocast(bfloat16)`` (``medsam2.train.clip_loss`` + AdamW +
-gradient clipping, as ``medsam2 train`` does), then one 256-slice volume propagated both
-ways with ``segment_sequence`` under bf16 autocast, for ``fifo`` and ``self_sorting``.
+Why: when a GPU machine is at hand, a short prepared run of the real configuration:
+hiera-tiny (sam2.1) at 1024 px, random init, self-sorting memory; 20 training steps under
+``torch.autocast(bfloat16)`` (``medsam2.train.clip_loss`` + AdamW + gradient clipping, as
+``medsam2 train`` does), then one 256-slice volume propagated both ways with
+``segment_sequence`` under bf16 autocast, for ``fifo`` and ``self_sorting``.
 
 Data: clips and the volume are slices of a synthetic CT phantom
 (``medsam2.data.phantoms.abdomen3d_case``, resampled along z); training prompts are drawn
@@ -17,15 +17,17 @@ Then, beside SAM 2's own ``SAM2VideoPredictor`` on the same random weights, fram
 box (``bench/vs_sam2.py``'s session; 1024 px, bf16 autocast, both directions), frames/s
 for hiera-tiny and hiera-small, eager and compiled (ours: ``compile_model``; SAM 2's:
 its ``vos_optimized`` predictor, which compiles with ``max-autotune``; the first,
-compiling run is not timed). Last, a 13-label 512 x 512 x S CT phantom predicted end to
-end (``predict_volume``, hiera-tiny at 1024 px, bf16) for each ``--volumes`` S: seconds,
-label-frames/s and peak GPU memory (a 300-slice volume must not hold every frame's
-features at once: ``medsam2.model.predictor.FEATURE_BYTES``).
+compiling run is not timed); the image encoder's time per frame by frames per call
+(``medsam2.model.predictor.ENCODER_CHUNK``). Last, a 13-label 512 x 512 x S CT phantom
+predicted end to end (``predict_volume``, hiera-tiny at 1024 px, bf16) for each
+``--volumes`` S: seconds, label-frames/s and peak GPU memory (a 300-slice volume must
+not hold every frame's features at once: ``medsam2.model.predictor.FEATURE_BYTES``).
 
 Prints per-step times, frames/s per policy, peak GPU memory, then
 ``RESULT gpu_train_step_s <median step time after 2 warm-up steps>``,
 ``RESULT gpu_propagate_fps <frames/s of self_sorting>``, per architecture and mode
-``RESULT gpu_fps_<arch>_<eager|compiled>_<ours|sam2>`` and per volume
+``RESULT gpu_fps_<arch>_<eager|compiled>_<ours|sam2>``, ``RESULT encoder_chunk_best_cuda``
+and per volume
 ``RESULT gpu_volume13_<S>_s`` / ``RESULT gpu_volume13_<S>_peak_gib``.
 """
 
@@ -54,11 +56,11 @@ from medsam2.train import clip_loss  # noqa: E402
 try:  # run as a script from bench/: the sibling benchmarks hold the helpers
     from memory_bank import phantom_sequence
     from shared_encoding import phantom
-    from vs_sam2 import run_sam2, sam2_predictor, scene
+    from vs_sam2 import encoder_per_frame, run_sam2, sam2_predictor, scene
 except ImportError:  # pragma: no cover - imported as bench.gpu_check
     from bench.memory_bank import phantom_sequence
     from bench.shared_encoding import phantom
-    from bench.vs_sam2 import run_sam2, sam2_predictor, scene
+    from bench.vs_sam2 import encoder_per_frame, run_sam2, sam2_predictor, scene
 
 SELF_SORTING = {"policy": "self_sorting", "confidence": True, "dissimilarity": True,
                 "resampling": True}
@@ -268,6 +270,19 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             print(f"RESULT gpu_fps_{arch}_{mode}_ours {ours_fps:.2f}")
             print(f"RESULT gpu_fps_{arch}_{mode}_sam2 {sam2_fps:.2f}")
+
+    # -- frames per image-encoder call (medsam2.model.predictor.ENCODER_CHUNK) ----------
+    if args.archs:
+        model = build_model(args.archs[0], vs_size, {"policy": "fifo"}, device=device).eval()
+        chunks = (1, 2) if args.smoke else (1, 4, 8, 16, 32)
+        frames = torch.rand(max(chunks), 3, vs_size, vs_size)
+        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16):
+            encoder_per_frame(model, frames, chunks[-1], 1)  # warm-up
+            per_frame = {c: encoder_per_frame(model, frames, c, 1) for c in chunks}
+        print(f"{args.archs[0]} image encoder at {vs_size} px, s per frame by frames per call: "
+              + ", ".join(f"{c}: {t:.4f}" for c, t in per_frame.items()))
+        print(f"RESULT encoder_chunk_best_{device.type} {min(per_frame, key=per_frame.get)}")
+        del model
 
     # -- a 13-label volume end to end ----------------------------------------------------
     for slices in args.volumes:

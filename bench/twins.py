@@ -56,11 +56,11 @@ objects at a 64 px model input (4 x 4 memory tokens instead of 8 x 8) gave 0.706
 and 0.571 / 0.571. An object of one or two memory tokens (Hiera's stride 16) leaves the
 memory little to say which object it was.
 
-On the demo's phantoms no from-scratch run learned identity (issue 2's notes list the
-recipes). What the demo does instead is what the paper does: start from a tracker. The
-pretraining there (``medsam2 pretrain``, config ``pretrain``) is this experiment's loop, and
-this script now runs through it (``medsam2.pretrain``): same clips, same loss, but the
-tiny config has no object-score head any more and the random streams differ from those
+On the demo's phantoms no from-scratch run learned identity. What the demo does instead is
+what the paper does: start from a tracker. The pretraining there (``medsam2 pretrain``,
+config ``pretrain``) is this experiment's loop, and this script now runs through it
+(``medsam2.pretrain``, whose check tracks through the predictor): same clips, same loss,
+but the tiny config has no object-score head any more and the random streams differ from those
 of the table above (measured with the earlier, separate loop), so expect the same
 picture, not the same digits. Pretraining itself is still a bifurcation: with the demo's
 recipe (twins + nested + nested-vanish, single mask, 800 steps) seeds 0 and 1 learned

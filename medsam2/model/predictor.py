@@ -36,9 +36,11 @@ from medsam2.model.memory import MemoryPolicy, skip_draws
 
 FrameInputs = tuple[dict | None, torch.Tensor | None]  # (point_inputs, mask_inputs)
 
-#: frames per image-encoder call, by device type. Measured by bench/vs_sam2.py (its
-#: ``encoder_chunk`` lines): on CPU Hiera is fastest frame by frame (a 16-frame batch made
-#: hiera-tiny tracking ~40 % slower at 256 px), on a GPU a batch keeps the device busy.
+#: frames per image-encoder call, by device type, as bench/vs_sam2.py measures it (its
+#: ``encoder_chunk`` line). CPU: 1, hiera-tiny at 256 px, 1 thread: 0.34 s per frame one
+#: by one, 0.36 in calls of 16 (batching Hiera buys nothing on a CPU, it only holds more
+#: memory). CUDA: 16 keeps the device busy; not measured here yet (no GPU), run
+#: ``python bench/vs_sam2.py --device cuda --size 1024`` on one and set it from that.
 ENCODER_CHUNK: dict[str, int] = {"cpu": 1, "cuda": 16}
 #: bytes of encoded frames held at most (``ChunkedFeatures``): a 13-label CT at 1024 px
 #: would otherwise hold every frame's features (~17 MB each with Hiera-B+) at once
