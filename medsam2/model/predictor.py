@@ -37,11 +37,12 @@ from medsam2.model.memory import MemoryPolicy, skip_draws
 FrameInputs = tuple[dict | None, torch.Tensor | None]  # (point_inputs, mask_inputs)
 
 #: frames per image-encoder call, by device type, as bench/vs_sam2.py measures it (its
-#: ``encoder_chunk`` line). CPU: 1, hiera-tiny at 256 px, 1 thread: 0.34 s per frame one
-#: by one, 0.36 in calls of 16 (batching Hiera buys nothing on a CPU, it only holds more
-#: memory). CUDA: 16 keeps the device busy; not measured here yet (no GPU), run
-#: ``python bench/vs_sam2.py --device cuda --size 1024`` on one and set it from that.
-ENCODER_CHUNK: dict[str, int] = {"cpu": 1, "cuda": 16}
+#: ``encoder_chunk`` line; CPU seconds per frame, 1 thread, by frames per call). CPU:
+#: hiera-tiny at 256 px 0.34-0.42 (1), 0.35-0.37 (4), 0.36-0.39 (16) over two runs on
+#: shared cores; the demo's tiny arch at 224 px 0.026 (1), 0.023 (4), 0.024 (16): 4 is
+#: within noise of the best for both and holds few frames. CUDA: 16 keeps the device busy;
+#: not measured here yet (no GPU): ``bench/gpu_check.py`` prints the best on one.
+ENCODER_CHUNK: dict[str, int] = {"cpu": 4, "cuda": 16}
 #: bytes of encoded frames held at most (``ChunkedFeatures``): a 13-label CT at 1024 px
 #: would otherwise hold every frame's features (~17 MB each with Hiera-B+) at once
 FEATURE_BYTES = 4 * 2**30
