@@ -275,6 +275,11 @@ def segment_objects(
     features, flipped = _unwrap(frames, model, chunk_size)
     reverse = [flipped != bool(r) for r in (reverse or [False] * len(objects))]
     root = model.memory_policy
+    if len(objects) == 1:  # the model's own policy: its stream simply moves on
+        root.reset()
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+            return _logits(track_objects(model, features, objects, reverse, [root]), 1,
+                           len(features))
     logits: list[torch.Tensor | None] = [None] * len(objects)
     first = 0
     start = root.random_state()
