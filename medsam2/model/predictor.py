@@ -104,12 +104,13 @@ class ChunkedFeatures:
                    chunk_size: int | None = None, max_bytes: int = FEATURE_BYTES,
                    ) -> ChunkedFeatures:
         """Features for ``passes`` passes over one sequence (every label of a volume, both
-        directions). With more than one pass, encoded frames stay held up to ``max_bytes``
-        (all of them for any sequence that fits, so each frame is encoded once); one pass
-        keeps the default bound of ``max_chunks`` chunks.
+        directions). Encoded frames stay held up to ``max_bytes``: all of them for any
+        sequence that fits, so each frame is encoded once. Even one pass needs that: it
+        goes forward from its prompt to the end, then backward from the prompt, so a
+        window of the last chunks would encode the frames round the prompt twice.
         """
-        if passes <= 1:
-            return cls(model, frames, chunk_size)
+        if passes < 1:
+            raise ValueError(f"passes must be >= 1, got {passes}")
         return cls(model, frames, chunk_size, max_bytes=max_bytes)
 
 
@@ -143,7 +144,7 @@ def _unwrap(frames: torch.Tensor | FrameFeatures, model: MedSAM2Base,
     """The frames' features in their stored order, and whether ``frames`` reads them
     back to front."""
     if isinstance(frames, torch.Tensor):
-        return ChunkedFeatures(model, frames, chunk_size), False
+        return ChunkedFeatures.for_passes(model, frames, 1, chunk_size), False
     if isinstance(frames, ReversedFeatures):
         return frames.base, True
     return frames, False
