@@ -88,17 +88,22 @@ def timed_run(model, frames: torch.Tensor, prompts: dict) -> dict:
     seconds of each track_step call, in call order (the same order in every run)."""
     steps: list[float] = []
     policy_calls: list[float] = []
-    policy = model.memory_policy
-    # instance attributes shadow the methods for this run only
+    # the tracker spawns one policy per object: time the policy class's methods, and the
+    # model's two step methods (prompted frames one by one, tracked frames batched)
+    cls = type(model.memory_policy)
+    originals = {name: getattr(cls, name) for name in ("select", "observe")}
+    for name, fn in originals.items():
+        setattr(cls, name, _timed(policy_calls, fn))
     model.track_step = _timed(steps, model.track_step)
-    policy.select = _timed(policy_calls, policy.select)
-    policy.observe = _timed(policy_calls, policy.observe)
+    model.track_objects_step = _timed(steps, model.track_objects_step)
     try:
         t0 = CLOCK()
         segment_sequence(model, frames, prompts)
         total = CLOCK() - t0
     finally:
-        del model.track_step, policy.select, policy.observe
+        del model.track_step, model.track_objects_step
+        for name, fn in originals.items():
+            setattr(cls, name, fn)
     n = frames.shape[0]
     if len(steps) != n:
         raise RuntimeError(f"{len(steps)} track steps for {n} frames")

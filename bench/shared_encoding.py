@@ -5,11 +5,13 @@ Why: the paper's BTCV protocol tracks 13 organs of each volume, each in 6 orient
 label or the direction, yet the first version encoded every frame once per label and
 direction: 13 x 2 encodings per frame and axis. ``medsam2.predict`` now encodes each
 axis's frames once (``ChunkedFeatures.for_passes``; reversed passes read them back to front)
-and only the memory loop runs per label and direction.
+and tracks every label and direction in one pass, the objects on a frame batched
+(``medsam2.model.predictor.segment_objects``).
 
 Same model (random init), same volume, same prompts, one process. ``shared`` is
-``predict_volume`` as the pipeline runs it; ``per_label`` reproduces the old cost by
-giving every (label, direction) pass its own freshly encoded frames. Both are timed as
+``predict_volume`` as the pipeline runs it; ``per_label`` reproduces the first version's
+cost by giving every (label, direction) pass its own freshly encoded frames, one pass
+after the other. Both are timed as
 the fastest of ``--repeats`` runs (other processes on a shared machine only add time).
 The masks of both are compared as well (same up to float rounding in batched encoding).
 

@@ -37,7 +37,7 @@ from medsam2.data.layout import StandardDataset, Volume, write_volume
 from medsam2.data.preprocess import crop_box
 from medsam2.data.prompts import SLICE_AXIS_3D, Prompt, load_prompts, make_prompt
 from medsam2.model.build import build_from_spec
-from medsam2.model.predictor import ChunkedFeatures, ReversedFeatures, segment_sequence
+from medsam2.model.predictor import ChunkedFeatures, segment_objects
 from medsam2.spec import TrackerSpec
 
 MODES_2D = ("per_image", "one_prompt")
@@ -104,7 +104,7 @@ class _Sequence:
     orientations: 78 passes over each axis's frames, 1 encoding).
     """
 
-    def __init__(self, model, stack01: np.ndarray, image_size: int, chunk_size: int,
+    def __init__(self, model, stack01: np.ndarray, image_size: int, chunk_size: int | None,
                  crop: bool, passes: int, mirror: tuple[int, ...] = ()):
         self.model, self.image_size, self.full_hw = model, image_size, stack01.shape[1:]
         self.view = tuple(mirror)  # frame axes flipped: 0 rows, 1 columns
@@ -124,6 +124,20 @@ class _Sequence:
         """(T, H, W) logits prompted on the prompts' frames (usually one, the key slice;
         more in the interactive setting), the frames taken in reverse if asked.
         ``gt_slices[i]`` is the ground-truth slice of a mask prompt, else None."""
+        return self.logits_of([(prompts, gt_slices, reverse)])[0]
+
+    def logits_of(self, objects: list[tuple[list[Prompt], list[np.ndarray | None], bool]],
+                  ) -> list[np.ndarray]:
+        """``logits`` of several objects (prompts, ground-truth slices, reverse), tracked
+        together; the same as one ``logits`` call per object in this order."""
+        inputs = [self._inputs(prompts, gt_slices, reverse)
+                  for prompts, gt_slices, reverse in objects]
+        lows = segment_objects(self.model, self.features, inputs, [r for *_, r in objects])
+        return [self._to_frames(low, reverse) for low, (*_, reverse) in zip(lows, objects)]
+
+    def _inputs(self, prompts: list[Prompt], gt_slices: list[np.ndarray | None],
+                reverse: bool) -> dict:
+        """Model inputs per frame (counted in reverse if asked) of one object's prompts."""
         if len(prompts) != len(gt_slices):
             raise ValueError(f"{len(prompts)} prompts but {len(gt_slices)} ground-truth slices")
         n = len(self.features)
@@ -140,9 +154,11 @@ class _Sequence:
                                                  for x, y in prompt.points])
             frame = n - 1 - prompt.frame if reverse else prompt.frame
             inputs[frame] = prompt.model_inputs(self.hw, self.image_size, gt_slice)
-        features = ReversedFeatures(self.features) if reverse else self.features
-        logits = logits_to_original(segment_sequence(self.model, features, inputs),
-                                    self.hw).numpy()
+        return inputs
+
+    def _to_frames(self, low: torch.Tensor, reverse: bool) -> np.ndarray:
+        """(T, H, W) logits on the sequence's frames from the low-resolution ones."""
+        logits = logits_to_original(low, self.hw).numpy()
         logits = logits[::-1] if reverse else logits
         if self.box is not None:
             rows, cols = self.box
@@ -170,12 +186,13 @@ def mirror_prompt(prompt: Prompt, axes: tuple[int, ...], hw: tuple[int, int]) ->
 
 def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict,
                    label: np.ndarray | None, labels: dict[str, int], image_size: int,
-                   orientations: Orientations = Orientations(), chunk_size: int = 16,
+                   orientations: Orientations = Orientations(), chunk_size: int | None = None,
                    crop: bool = False, connected_to_prompt: bool = False) -> np.ndarray:
     """Label map of one 3D image from per-label prompts: per axis the key slice's, and in
     the interactive setting those of further slices; with ``connected_to_prompt`` each
     label then keeps only what connects to its prompted slices
-    (:func:`keep_prompted_components`)."""
+    (:func:`keep_prompted_components`). ``chunk_size``: frames per encoder call (None:
+    the device's, ``medsam2.model.predictor.ENCODER_CHUNK``)."""
     norm = intensity.apply(image)
     logits: dict[str, list[np.ndarray]] = {name: [] for name in prompts}
     directions = (False, True) if orientations.reverse else (False,)
@@ -195,10 +212,10 @@ def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict
         for view in orientations.views:
             seq = _Sequence(model, slices(norm, axis), image_size, chunk_size, crop,
                             passes=len(prompts) * len(directions), mirror=view)
-            for name, (on_axis, gt_slices) in inputs.items():
-                for reverse in directions:
-                    logits[name].append(unslice(seq.logits(on_axis, gt_slices, reverse),
-                                                axis, 3))
+            objects = [(name, (on_axis, gt_slices, reverse))
+                       for name, (on_axis, gt_slices) in inputs.items() for reverse in directions]
+            for (name, _), lg in zip(objects, seq.logits_of([o for _, o in objects])):
+                logits[name].append(unslice(lg, axis, 3))
     scores = {labels[name]: orientations.fuse(lgs) for name, lgs in logits.items()}
     pred = labels_from_scores(scores, image.shape)
     if connected_to_prompt:
@@ -298,8 +315,10 @@ def _predict_image(model, image, intensity, prompts, label, labels, image_size,
     logits: dict[str, list[np.ndarray]] = {name: [] for name in prompts}
     for view in orientations.views:
         seq = _Sequence(model, frame, image_size, 1, crop, len(prompts), mirror=view)
-        for name, (prompt, *_) in prompts.items():
-            logits[name].append(seq.logits([prompt], [gts[name]])[0])
+        names = list(prompts)
+        for name, lg in zip(names, seq.logits_of([([prompts[n][0]], [gts[n]], False)
+                                                  for n in names])):
+            logits[name].append(lg[0])
     scores = {labels[name]: orientations.fuse(lgs) for name, lgs in logits.items()}
     return labels_from_scores(scores, image.shape)
 
@@ -320,14 +339,13 @@ def _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed) -> 
     kind = next((ps[0].kind for c in prompts.values() for ps in c.values()), "box")
     # every label runs through the same pseudo-video: encode it once
     features = ChunkedFeatures.for_passes(model, frames, passes=len(ds.labels))
-    per_label = {}
+    inputs = {}
     for value in ds.labels.values():
         mask = t_lab == value
-        if not mask.any():
-            continue
-        prompt = make_prompt(kind, mask, 0)
-        inputs = prompt.model_inputs(t_img.shape, image_size, mask)
-        per_label[value] = segment_sequence(model, features, {0: inputs})
+        if mask.any():
+            prompt = make_prompt(kind, mask, 0)
+            inputs[value] = {0: prompt.model_inputs(t_img.shape, image_size, mask)}
+    per_label = dict(zip(inputs, segment_objects(model, features, list(inputs.values()))))
     written = []
     for i, (case, image) in enumerate(zip(tests, images), start=1):
         scores = {v: Orientations().fuse([logits_to_original(lo[i:i + 1],

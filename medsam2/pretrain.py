@@ -23,8 +23,9 @@ from medsam2.data.frames import to_model_frames
 from medsam2.data.prompts import make_prompt
 from medsam2.data.videos import VIDEOS, VideoSampler
 from medsam2.model.build import build_from_spec
+from medsam2.model.predictor import segment_objects
 from medsam2.spec import PretrainSpec
-from medsam2.train import encode_clip, train
+from medsam2.train import train
 from medsam2.typed import parse
 
 #: own - other Dice below which a pretraining is reported as not tracking
@@ -37,7 +38,8 @@ def tracking_scores(model, make_clip: Callable, rng: np.random.Generator, frames
     and with the other one (other), each object prompted in turn with its mask.
 
     A tracker that follows the prompt scores own >> other; one that ignores its memory
-    predicts the same for both prompts, so own == other.
+    predicts the same for both prompts, so own == other. Tracked by the predictor's own
+    loop (``medsam2.model.predictor.segment_objects``): what is checked is what predicts.
     """
     own, other = [], []
     size = model.image_size
@@ -45,22 +47,21 @@ def tracking_scores(model, make_clip: Callable, rng: np.random.Generator, frames
     with torch.inference_mode():
         for _ in range(clips):
             images, objects = make_clip(rng, frames)
-            feats, pos, sizes = encode_clip(model, to_model_frames(images, size))
+            prompts = []
             for k in (0, 1):
                 first = objects[k][0]
                 _, mask_in = make_prompt("mask", first, 0, rng, 0.0).model_inputs(
                     first.shape, size, first)
-                out_dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
-                model.memory_policy.reset()
-                for t in range(frames):
-                    out = model.track_step(t, t == 0, [f[:, t:t + 1] for f in feats],
-                                           [p[:, t:t + 1] for p in pos], sizes, None,
-                                           mask_in if t == 0 else None, out_dict, frames)
-                    out_dict["cond_frame_outputs" if t == 0 else "non_cond_frame_outputs"][t] = out
-                    if t == 0:
-                        continue
-                    pred = F.interpolate(out["pred_masks_high_res"].float(),
-                                         size=first.shape)[0, 0].numpy() > 0
+                prompts.append({0: (None, mask_in)})
+            # both objects tracked together, as predictions are
+            lows = segment_objects(model, to_model_frames(images, size), prompts)
+            for k, low in enumerate(lows):
+                # the model's own high-resolution masks, then the clip's size
+                high = F.interpolate(low, size=(size, size), mode="bilinear",
+                                     align_corners=False)
+                for t in range(1, frames):
+                    pred = F.interpolate(high[t:t + 1], size=objects[k][t].shape)[0, 0]
+                    pred = pred.numpy() > 0
                     for scores, gt in ((own, objects[k][t]), (other, objects[1 - k][t])):
                         scores.append(2 * (pred & gt).sum() / max(1, pred.sum() + gt.sum()))
     return float(np.mean(own)), float(np.mean(other))
@@ -72,7 +73,7 @@ def pretrain(entry: PretrainSpec, out_dir: Path, seed: int = 0, resume: bool = T
 
     Then measures whether it tracks (:func:`tracking_scores` per video kind, into
     ``out_dir/tracking.json`` and the log): from random init, learning to use the memory
-    is a bifurcation that some seeds miss (bench/twins.py), and a model that missed it
+    is a bifurcation that some seeds miss (experiments/twins.py), and a model that missed it
     gives the fine-tuned trackers nothing to start from. Such a run is started again from
     another initialisation (seed + 1000 x attempt), at most ``restarts`` times.
     """

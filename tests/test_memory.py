@@ -12,6 +12,7 @@ from medsam2.model.memory import (
     build_policy,
     dissimilarity_top_k,
     resample_indices,
+    skip_draws,
 )
 
 
@@ -107,3 +108,16 @@ def test_build_policy_from_config():
         build_policy({"policy": "lru"})
     with pytest.raises(ValueError, match="unknown keys"):
         build_policy({"policy": "self_sorting", "topk": 3})
+
+
+@pytest.mark.parametrize("draws", [[(4, 6)], [(1, 6), (3, 6), (6, 6)], [(5, 1), (2, 1)]])
+def test_skip_draws_moves_the_stream_as_far_as_the_draws(draws):
+    """Several objects share one stream: an object's start is found by skipping the
+    draws of the objects before it, whatever their probabilities were."""
+    gen = torch.Generator().manual_seed(3)
+    start = gen.get_state()
+    rng = np.random.default_rng(0)
+    for candidates, samples in draws:
+        resample_indices(torch.tensor(rng.normal(0, 3, candidates)), samples, gen)
+    assert torch.equal(skip_draws(start, draws), gen.get_state())
+    assert not torch.equal(skip_draws(start, draws[:-1]), gen.get_state())

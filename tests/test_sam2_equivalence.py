@@ -1,4 +1,4 @@
-"""With the ``fifo`` policy our volume predictor *is* SAM 2's video predictor (Issue 4).
+"""With the ``fifo`` policy our volume predictor *is* SAM 2's video predictor.
 
 The reference is Meta's own ``SAM2VideoPredictor``, built by ``sam2``'s own builder
 (``build_sam2_video_predictor``: its hydra config, its post-processing overrides) for

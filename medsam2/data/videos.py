@@ -5,7 +5,7 @@ prompted object through its memory) on millions of video masks (SA-V). Meta's we
 cannot be downloaded on the demo's machine, and a tracker trained from random
 initialisation on a dozen CT phantoms never learns to use its memory: it segments what
 looks like a target on every slice, whichever object was prompted (docs/demo.md,
-bench/twins.py). These clips teach exactly what the phantoms cannot: two objects that
+experiments/twins.py). These clips teach exactly what the phantoms cannot: two objects that
 only the memory can tell apart.
 
 - ``twins``: two identical discs drifting apart over the clip;

@@ -98,7 +98,7 @@ def build_model(
     unprompted (tracking) frames output SAM 2's three candidate masks, trained on the best
     one, or a single mask. From random init the best-of-three loss can be met without the
     memory (one candidate per object), so whether a run learns to follow the prompted
-    object becomes a matter of the seed; with one mask the toy of bench/twins.py learned
+    object becomes a matter of the seed; with one mask the toy of experiments/twins.py learned
     on every seed tried (not so with objects of one or two memory tokens).
     """
     cfg = arch_config(arch, image_size, postprocessing, multimask_tracking)

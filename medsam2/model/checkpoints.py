@@ -64,7 +64,7 @@ OFFICIAL: dict[str, Official] = {
     # The MedSAM-2 authors' released weights. SuperMedIntel/Medical-SAM2 README.md ("We
     # released our pretrain weight here") links the Hugging Face repository
     # jiayuanz3/MedSAM2_pretrain; the file name is the one its users load
-    # (ImprintLab/Medical-SAM2 issue 82: torch.load(...)["model"] into the SAM 2.0
+    # (github.com/ImprintLab/Medical-SAM2/issues/82: torch.load(...)["model"] into the SAM 2.0
     # hiera-small net of the README's commands, `-sam_config sam2_hiera_s`); the URL is
     # Hugging Face's resolve/main form of that file. That net is Meta's SAM 2.0 hiera-small:
     # SuperMedIntel/Medical-SAM2 sam2_train/sam2_hiera_s.yaml differs from sam2's
@@ -75,7 +75,7 @@ OFFICIAL: dict[str, Official] = {
     "MedSAM2_pretrain.pth": Official(
         "https://huggingface.co/jiayuanz3/MedSAM2_pretrain/resolve/main/MedSAM2_pretrain.pth",
         "sam2_hiera_s", "sam2", "https://huggingface.co/jiayuanz3/MedSAM2_pretrain/tree/main",
-        "SuperMedIntel/Medical-SAM2 README.md; ImprintLab/Medical-SAM2 issue 82"),
+        "SuperMedIntel/Medical-SAM2 README.md; github.com/ImprintLab/Medical-SAM2/issues/82"),
     # MedSAM2 (Ma et al. 2025): bowang-lab/MedSAM2 download.sh (HF_BASE_URL + MODEL5),
     # loaded by its sam2/build_sam.py as torch.load(..., weights_only=True)["model"] into
     # sam2/configs/sam2.1_hiera_t512.yaml = SAM 2.1 hiera-tiny at 512 px (arch hiera_t,

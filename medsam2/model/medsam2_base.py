@@ -9,6 +9,7 @@ the self-sorting bank need (predicted IoUs, multimask logits, object scores). Wi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -44,9 +45,32 @@ class MedSAM2Base(SAM2Base):
                 current_vision_pos_embeds, feat_sizes, output_dict, num_frames,
                 track_in_reverse,
             )
-        batch = current_vision_feats[-1].size(1)
-        height, width = feat_sizes[-1]
-        device = current_vision_feats[-1].device
+        memory, memory_pos, num_ptr_tokens, _ = self._select_memories(
+            frame_idx, current_vision_feats[-1], output_dict, num_frames, track_in_reverse,
+            self.memory_policy,
+        )
+        return self._attend_to_memories(current_vision_feats, current_vision_pos_embeds,
+                                        feat_sizes, memory, memory_pos, num_ptr_tokens)
+
+    def _select_memories(
+        self,
+        frame_idx: int,
+        current_feats: torch.Tensor,
+        output_dict: dict,
+        num_frames: int,
+        track_in_reverse: bool,
+        policy: MemoryPolicy,
+    ) -> tuple[torch.Tensor, torch.Tensor, int, list]:
+        """The memory tokens for ``frame_idx``: (M, B, C) features, their (M, B, C) positions,
+        how many of the M are object pointers (the last ones) and the ``frame_idx`` entries
+        of the outputs ``policy`` chose; B is the batch of ``current_feats`` (HW, B, C),
+        whose outputs share one ``output_dict``.
+
+        The prompted frames come first, then what ``policy`` chooses, then the pointers.
+        Separate from the attention so that several objects, each with its own bank and
+        policy, can attend in one batch (``track_objects_step``).
+        """
+        device = current_feats.device
         cond_outputs = output_dict["cond_frame_outputs"]
         if not cond_outputs:
             raise RuntimeError(f"frame {frame_idx}: no prompted frame to track from")
@@ -60,10 +84,10 @@ class MedSAM2Base(SAM2Base):
             track_in_reverse=track_in_reverse,
             num_maskmem=self.num_maskmem,
             stride=1 if self.training else self.memory_temporal_stride_for_eval,
-            current_feats=current_vision_feats[-1],
+            current_feats=current_feats,
         )
-        entries = [(0, out) for out in selected_cond.values()]
-        entries += self.memory_policy.select(query)
+        chosen = policy.select(query)
+        entries = [(0, out) for out in selected_cond.values()] + chosen
 
         memory, memory_pos = [], []
         for t_pos, out in entries:
@@ -75,18 +99,25 @@ class MedSAM2Base(SAM2Base):
         if self.use_obj_ptrs_in_encoder:
             ptrs, ptr_pos = self._object_pointers(
                 frame_idx, selected_cond, unselected_cond, output_dict, num_frames,
-                track_in_reverse, batch, device,
+                track_in_reverse, current_feats.size(1), device,
             )
             if ptrs is not None:
                 memory.append(ptrs)
                 memory_pos.append(ptr_pos)
                 num_ptr_tokens = ptrs.shape[0]
+        return (torch.cat(memory, dim=0), torch.cat(memory_pos, dim=0), num_ptr_tokens,
+                [out.get("frame_idx") for _, out in chosen])
 
+    def _attend_to_memories(self, current_vision_feats, current_vision_pos_embeds, feat_sizes,
+                            memory, memory_pos, num_ptr_tokens):
+        """Memory attention of the current frame's top-level features: (B, C, H, W)."""
+        batch = current_vision_feats[-1].size(1)
+        height, width = feat_sizes[-1]
         fused = self.memory_attention(
-            curr=current_vision_feats,
-            curr_pos=current_vision_pos_embeds,
-            memory=torch.cat(memory, dim=0),
-            memory_pos=torch.cat(memory_pos, dim=0),
+            curr=current_vision_feats[-1:],
+            curr_pos=current_vision_pos_embeds[-1:],
+            memory=memory,
+            memory_pos=memory_pos,
             num_obj_ptr_tokens=num_ptr_tokens,
         )
         return fused.permute(1, 2, 0).view(batch, self.hidden_dim, height, width)
@@ -156,25 +187,94 @@ class MedSAM2Base(SAM2Base):
         After the memory is encoded the policy observes the frame (non-conditioning frames
         only: the prompted frames are always in memory anyway).
         """
-        current_out, sam_outputs, _, _ = self._track_step(
+        _, sam_outputs, _, _ = self._track_step(
             frame_idx, is_init_cond_frame, current_vision_feats, current_vision_pos_embeds,
             feat_sizes, point_inputs, mask_inputs, output_dict, num_frames, track_in_reverse,
             prev_sam_mask_logits,
         )
-        (multi_low, multi_high, ious, low_res, high_res, obj_ptr, obj_score) = sam_outputs
-        current_out["pred_masks"] = low_res
-        current_out["pred_masks_high_res"] = high_res
-        current_out["obj_ptr"] = obj_ptr
-        current_out["multistep_pred_multimasks"] = multi_low
-        current_out["multistep_pred_ious"] = ious
-        current_out["object_score_logits"] = obj_score
-        # IoU of the mask that was kept (the best of the multimask outputs when there are 3)
-        current_out["iou_score"] = ious.max(dim=1).values if ious.shape[1] > 1 else ious[:, 0]
-        self._encode_memory_in_output(
-            current_vision_feats, feat_sizes, point_inputs, run_mem_encoder, high_res,
-            obj_score, current_out,
-        )
+        current_out = self._outputs(sam_outputs, current_vision_feats, feat_sizes, point_inputs,
+                                    run_mem_encoder)
+        current_out["mask_inputs"] = mask_inputs
         is_cond = point_inputs is not None or mask_inputs is not None
         if not is_cond and run_mem_encoder:
             self.memory_policy.observe(frame_idx, current_out, current_vision_feats[-1])
         return current_out
+
+    # -- several objects, one frame ------------------------------------------------------
+    def track_objects_step(
+        self,
+        frame_idx: Sequence[int],
+        current_vision_feats: list[torch.Tensor],
+        current_vision_pos_embeds: list[torch.Tensor],
+        feat_sizes: list[tuple[int, int]],
+        output_dicts: Sequence[dict],
+        policies: Sequence[MemoryPolicy],
+        num_frames: int,
+        track_in_reverse: Sequence[bool],
+    ) -> list[dict]:
+        """``track_step`` of an unprompted frame for several objects at once, as SAM 2's
+        video predictor batches objects: one memory attention, mask decoder and memory
+        encoder call per group of objects instead of one per object.
+
+        Object ``k`` has its own outputs ``output_dicts[k]``, memory policy ``policies[k]``
+        and frame index ``frame_idx[k]`` (its own frame order: a reversed pass counts from
+        the other end); all are on the same image, whose features (batch 1) are given.
+        Each object selects its own memories (their ``frame_idx`` entries, where the
+        outputs carry one, are returned as ``memory_frames``); objects whose memories
+        have the same number of tokens share one batch (memory attention takes no padding
+        mask), the others run in further batches. Returns each object's output, as
+        ``track_step`` does.
+        """
+        selected = [
+            self._select_memories(f, current_vision_feats[-1], out, num_frames, rev, policy)
+            for f, out, policy, rev in zip(frame_idx, output_dicts, policies, track_in_reverse)
+        ]
+        groups: dict[tuple, list[int]] = {}
+        for k, (memory, _, num_ptr, _) in enumerate(selected):
+            # SAM 2's optional non-overlap constraint acts across the batch: keep objects apart
+            key = (memory.shape[0], num_ptr, k if self.non_overlap_masks_for_mem_enc else -1)
+            groups.setdefault(key, []).append(k)
+        outputs: list[dict | None] = [None] * len(selected)
+        for members in groups.values():
+            batch = len(members)
+            feats = [f.expand(-1, batch, -1) for f in current_vision_feats]
+            pos = [p.expand(-1, batch, -1) for p in current_vision_pos_embeds]
+            memory = torch.cat([selected[k][0] for k in members], dim=1)
+            memory_pos = torch.cat([selected[k][1] for k in members], dim=1)
+            pix_feat = self._attend_to_memories(feats, pos, feat_sizes, memory, memory_pos,
+                                                selected[members[0]][2])
+            high_res = [x.permute(1, 2, 0).view(x.size(1), x.size(2), *size)
+                        for x, size in zip(feats[:-1], feat_sizes[:-1])] or None
+            sam_outputs = self._forward_sam_heads(
+                backbone_features=pix_feat, point_inputs=None, mask_inputs=None,
+                high_res_features=high_res, multimask_output=self._use_multimask(False, None),
+            )
+            batched = self._outputs(sam_outputs, feats, feat_sizes, None, True)
+            for j, k in enumerate(members):
+                out = {key: _batch_item(value, j) for key, value in batched.items()}
+                out["memory_frames"] = selected[k][3]  # what the policy chose, for diagnostics
+                policies[k].observe(frame_idx[k], out, current_vision_feats[-1])
+                outputs[k] = out
+        return outputs  # type: ignore[return-value]
+
+    def _outputs(self, sam_outputs, feats, feat_sizes, point_inputs, run_mem_encoder) -> dict:
+        """``track_step``'s output dict from the SAM heads' outputs (memory encoded)."""
+        (multi_low, _, ious, low_res, high_res, obj_ptr, obj_score) = sam_outputs
+        out = {"point_inputs": point_inputs, "mask_inputs": None, "pred_masks": low_res,
+               "pred_masks_high_res": high_res, "obj_ptr": obj_ptr,
+               "multistep_pred_multimasks": multi_low, "multistep_pred_ious": ious,
+               "object_score_logits": obj_score,
+               # IoU of the mask kept (the best of the multimask outputs when there are 3)
+               "iou_score": ious.max(dim=1).values if ious.shape[1] > 1 else ious[:, 0]}
+        self._encode_memory_in_output(feats, feat_sizes, point_inputs, run_mem_encoder,
+                                      high_res, obj_score, out)
+        return out
+
+
+def _batch_item(value: Any, j: int) -> Any:
+    """Item ``j`` (batch 1) of a batched output value (a tensor, a list of them, or None)."""
+    if isinstance(value, torch.Tensor):
+        return value[j:j + 1]
+    if isinstance(value, list):
+        return [v[j:j + 1] for v in value]
+    return value

@@ -17,13 +17,18 @@ configurations of one class:
 
 The prompted (conditioning) frames are not part of any policy: the model always attends
 to them. A policy only sees the non-conditioning frames of the current propagation;
-``reset`` is called at the start of each propagation direction.
+``reset`` is called at the start of each propagation direction. Objects tracked together
+(``medsam2.model.predictor.segment_objects``) each get their own policy (``spawn``):
+each object selects from its own bank. Resampling draws from one seeded stream that the
+objects use in turn, as if tracked one after the other (``random_state``, ``draws``,
+``skip_draws``).
 """
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -58,6 +63,27 @@ class MemoryPolicy(ABC):
     @abstractmethod
     def select(self, query: MemoryQuery) -> list[tuple[int, FrameOutput]]:
         """Return (t_pos, frame output) pairs; t_pos in 1..num_maskmem-1 (larger = newer)."""
+
+    def spawn(self) -> MemoryPolicy:
+        """A policy of the same settings and an empty state, for one more object tracked
+        alongside this one (each object keeps its own bank). A random stream, if any,
+        continues from where this policy's stands."""
+        new = copy.copy(self)
+        new.reset()
+        return new
+
+    def random_state(self) -> torch.Tensor | None:
+        """The state of the random stream the policy draws from; None if it draws nothing."""
+        return None
+
+    def set_random_state(self, state: torch.Tensor) -> None:
+        """Continue the random stream from ``state`` (of ``random_state``)."""
+        raise TypeError(f"policy '{self.name}' draws nothing")
+
+    def expected_draws(self, pass_lengths: list[int], num_maskmem: int) -> list[tuple[int, int]]:
+        """The ``draws`` a pass would make that tracks ``pass_lengths[i]`` frames in its
+        i-th direction if every frame entered the bank (a guess; see ``draws``)."""
+        return []
 
 
 class FifoPolicy(MemoryPolicy):
@@ -110,6 +136,9 @@ class SelfSortingPolicy(MemoryPolicy):
     seed: int = 0
     name: str = "self_sorting"
     bank: list[_BankEntry] = field(default_factory=list, init=False, repr=False)
+    #: (candidates, samples) of every resampling draw since the policy was made or spawned:
+    #: how far the random stream moved (``skip_draws``)
+    draws: list[tuple[int, int]] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.bank_size < 1:
@@ -125,6 +154,24 @@ class SelfSortingPolicy(MemoryPolicy):
         self._gram: torch.Tensor | None = None  # (bank_size + 1,) ** 2 memory cosines
         # (features, unit vector) of the frame last queried: observe() of that frame reuses it
         self._query: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def spawn(self) -> SelfSortingPolicy:
+        new = replace(self)  # same settings, empty bank, its own generator ...
+        new._generator.set_state(self._generator.get_state())  # ... where this one's stands
+        return new
+
+    def random_state(self) -> torch.Tensor | None:
+        return self._generator.get_state() if self.resampling else None
+
+    def set_random_state(self, state: torch.Tensor) -> None:
+        self._generator.set_state(state)
+
+    def expected_draws(self, pass_lengths: list[int], num_maskmem: int) -> list[tuple[int, int]]:
+        if not self.resampling:
+            return []
+        # the bank is empty on a direction's first frame, then grows by one per frame
+        return [(min(j, self.bank_size), num_maskmem - 1)
+                for n in pass_lengths for j in range(1, n)]
 
     def observe(self, frame_idx: int, output: FrameOutput, image_feats: torch.Tensor) -> None:
         query, self._query = self._query, None
@@ -172,6 +219,7 @@ class SelfSortingPolicy(MemoryPolicy):
             rows = torch.tensor([self._slots[i] for i in order], device=image_vec.device)
             sims = (self._img @ image_vec).index_select(0, rows)
             draws = resample_indices(sims, n_slots, self._generator)
+            self.draws.append((len(order), n_slots))
             picked = sorted(draws.tolist())  # keep temporal order: newer -> larger t_pos
         else:
             picked = list(range(max(0, len(order) - n_slots), len(order)))
@@ -212,6 +260,19 @@ def resample_indices(sims: torch.Tensor, n: int, generator: torch.Generator) -> 
     """Draw n indices with replacement, P(i) = softmax(sims)_i (the seed code's choice)."""
     probs = torch.softmax(sims.float(), dim=0)
     return torch.multinomial(probs.cpu(), n, replacement=True, generator=generator)
+
+
+def skip_draws(state: torch.Tensor, draws: list[tuple[int, int]]) -> torch.Tensor:
+    """The generator state after ``draws`` (``SelfSortingPolicy.draws``) from ``state``.
+
+    How many numbers ``torch.multinomial`` takes from the stream depends on the draw's
+    shape, not on the probabilities: the same draws over zeros move it as far.
+    """
+    generator = torch.Generator()
+    generator.set_state(state)
+    for candidates, samples in draws:
+        resample_indices(torch.zeros(candidates), samples, generator)
+    return generator.get_state()
 
 
 def build_policy(cfg: dict | None, seed: int = 0) -> MemoryPolicy:

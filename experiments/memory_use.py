@@ -15,7 +15,7 @@ script measures that directly, on the same frames with two different prompts:
   frames against its own mask and against the union of both labels (union > own = the
   model segments "the organ region" whatever it was asked for).
 
-    python bench/memory_use.py --checkpoint results/models/medsam2-tiny/checkpoint.pt \\
+    python experiments/memory_use.py --checkpoint results/models/medsam2-tiny/checkpoint.pt \\
         --dataset-dir results/datasets/synth3d --labels organ lesion
 """
 
@@ -30,8 +30,8 @@ import torch
 from medsam2.data.frames import to_model_frames, to_model_masks
 from medsam2.data.prompts import make_prompt
 from medsam2.model.build import build_model, read_checkpoint
-from medsam2.model.medsam2_base import MedSAM2Base
-from medsam2.train import ClipSampler, encode_clip
+from medsam2.model.predictor import ChunkedFeatures, track
+from medsam2.train import ClipSampler
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -44,33 +44,19 @@ def _dice(pred: torch.Tensor, gt: torch.Tensor) -> float:
     return 2 * inter / total if total else 1.0
 
 
-def track_clip(model, frames, encoded, mask: np.ndarray, image_size: int):
-    """Mask-prompt frame 0 and track; (memory of frame 0, fused features, pointers, masks)."""
-    feats, pos, sizes = encoded
+def track_clip(model, features: ChunkedFeatures, mask: np.ndarray, image_size: int):
+    """Mask-prompt frame 0 and track (``medsam2.model.predictor.track``); (memory of frame
+    0, memory-conditioned features of the next frames, pointers, masks)."""
     fused: list[torch.Tensor] = []
-    original = MedSAM2Base._prepare_memory_conditioned_features
-
-    def capture(self, *args, **kwargs):
-        out = original(self, *args, **kwargs)
-        fused.append(out)
-        return out
-
+    hook = model.memory_attention.register_forward_hook(
+        lambda _module, _args, out: fused.append(out))
     prompt = make_prompt("mask", mask[0], 0, np.random.default_rng(0), 0.0)
     _, mask_in = prompt.model_inputs(mask[0].shape, image_size, mask[0])
-    outputs = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
-    model.memory_policy.reset()
-    results = []
-    MedSAM2Base._prepare_memory_conditioned_features = capture
     try:
-        for t in range(frames.shape[0]):
-            out = model.track_step(t, t == 0, [f[:, t:t + 1] for f in feats],
-                                   [p[:, t:t + 1] for p in pos], sizes, None,
-                                   mask_in if t == 0 else None, outputs, frames.shape[0])
-            outputs["cond_frame_outputs" if t == 0 else "non_cond_frame_outputs"][t] = out
-            results.append(out)
+        results = [out for _, out in track(model, features, {0: (None, mask_in)})]
     finally:
-        MedSAM2Base._prepare_memory_conditioned_features = original
-    return (results[0]["maskmem_features"], fused[1:], [r["obj_ptr"] for r in results],
+        hook.remove()
+    return (results[0]["maskmem_features"].float(), fused, [r["obj_ptr"] for r in results],
             [r["pred_masks_high_res"] > 0 for r in results])
 
 
@@ -100,8 +86,8 @@ def main() -> None:
         done += 1
         frames = to_model_frames(images, size)
         with torch.inference_mode():
-            encoded = encode_clip(model, frames)
-            runs = [track_clip(model, frames, encoded, m, size) for m in objects]
+            features = ChunkedFeatures.for_passes(model, frames, passes=len(objects))
+            runs = [track_clip(model, features, m, size) for m in objects]
         (mem_a, fused_a, ptr_a, _), (mem_b, fused_b, ptr_b, _) = runs
         stats["memory_prompt_dependence"].append(_rel(mem_a, mem_b))
         stats["fused_prompt_dependence"] += [_rel(a, b) for a, b in zip(fused_a, fused_b)]

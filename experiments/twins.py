@@ -2,7 +2,7 @@
 objects that only its memory can tell apart after the prompted frame?
 
 Why: on the demo's organ + lesion volumes every training recipe tried ended with a memory
-that ignores the prompt (``bench/memory_use.py``: memory_prompt_dependence 0.2 at init,
+that ignores the prompt (``experiments/memory_use.py``: memory_prompt_dependence 0.2 at init,
 0.0003-0.007 after training); the model segments organ + lesion for both labels. This
 isolates the memory from everything else. Targets (``--target``):
 
@@ -56,18 +56,18 @@ objects at a 64 px model input (4 x 4 memory tokens instead of 8 x 8) gave 0.706
 and 0.571 / 0.571. An object of one or two memory tokens (Hiera's stride 16) leaves the
 memory little to say which object it was.
 
-On the demo's phantoms no from-scratch run learned identity (issue 2's notes list the
-recipes). What the demo does instead is what the paper does: start from a tracker. The
-pretraining there (``medsam2 pretrain``, config ``pretrain``) is this experiment's loop, and
-this script now runs through it (``medsam2.pretrain``): same clips, same loss, but the
-tiny config has no object-score head any more and the random streams differ from those
+On the demo's phantoms no from-scratch run learned identity. What the demo does instead is
+what the paper does: start from a tracker. The pretraining there (``medsam2 pretrain``,
+config ``pretrain``) is this experiment's loop, and this script now runs through it
+(``medsam2.pretrain``, whose check tracks through the predictor): same clips, same loss,
+but the tiny config has no object-score head any more and the random streams differ from those
 of the table above (measured with the earlier, separate loop), so expect the same
 picture, not the same digits. Pretraining itself is still a bifurcation: with the demo's
 recipe (twins + nested + nested-vanish, single mask, 800 steps) seeds 0 and 1 learned
 in one code version, seed 0 learned and seed 1 collapsed in the next;
 ``results/pretrained/<name>/tracking.json`` says which happened.
 
-    python bench/twins.py --target nested-vanish --tracking single --recipe mask
+    python experiments/twins.py --target nested-vanish --tracking single --recipe mask
 """
 
 from __future__ import annotations
