@@ -1,0 +1,198 @@
+"""Evaluation protocols as named settings: the config names them, the prompts stage draws
+the prompted frames by them, prediction follows them and every table footnote says them;
+two protocols of one paper task are two columns, never one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medsam2 import protocols
+from medsam2.data.layout import StandardDataset
+from medsam2.data.prompts import EMPTY, dataset_prompts, load_prompts
+from medsam2.report import build
+from medsam2.spec import Config, SpecError
+from tests.test_report import metric_rows, write_config, write_metrics
+
+MODELS = {"medsam2": {"kind": "medsam2", "paper_name": "MedSAM-2", "checkpoint": "m.pt"},
+          "sam2": {"kind": "sam2", "paper_name": "SAM2", "checkpoint": "s.pt"}}
+
+
+def _config(datasets: dict, **extra) -> dict:
+    return {"seed": 0, "datasets": datasets, "models": MODELS, **extra}
+
+
+# ------------------------------------------------------------------------------ config
+def test_protocols_are_named_or_implied_and_checked_against_the_data():
+    cfg = Config.from_dict(_config({
+        "vol": {"source": "synthetic", "generator": "abdomen3d"},
+        "vol-i": {"source": "synthetic", "generator": "abdomen3d", "prompt_rate": 0.25},
+        "img": {"source": "synthetic", "generator": "cells2d"},
+        "img-op": {"source": "synthetic", "generator": "cells2d", "protocol": "one_prompt"},
+        "img-iop": {"source": "synthetic", "generator": "cells2d",
+                    "protocol": "interactive_one_prompt", "prompt_rate": 0.3},
+    }))
+    assert {d: cfg.protocol(d) for d in cfg.datasets} == {
+        "vol": "key_slice", "vol-i": "interactive", "img": "per_image",
+        "img-op": "one_prompt", "img-iop": "interactive_one_prompt"}
+    # the One-Prompt protocols are the One-Prompt 2D mode (prediction reads mode_2d)
+    assert cfg.datasets["img-iop"].mode_2d == "one_prompt"
+    # the registry file's dims decide for registry datasets
+    assert Config.from_dict(_config({"wbc": {"source": "registry"}})).protocol("wbc") == \
+        "per_image"
+
+
+@pytest.mark.parametrize("entry, where, words", [
+    ({"source": "synthetic", "generator": "abdomen3d", "protocol": "interactive"},
+     "datasets.vol.protocol", "prompt_rate > 0"),
+    ({"source": "synthetic", "generator": "abdomen3d", "protocol": "key_slice",
+      "prompt_rate": 0.25}, "datasets.vol.protocol", "must be 0"),
+    ({"source": "synthetic", "generator": "abdomen3d", "protocol": "one_prompt"},
+     "datasets.vol.protocol", "2D protocol"),
+    ({"source": "registry", "registry": "wbc", "protocol": "interactive",
+      "prompt_rate": 0.25}, "datasets.vol.protocol", "3D protocol"),
+    ({"source": "synthetic", "generator": "cells2d", "prompt_rate": 0.3},
+     "datasets.vol.protocol", "per_image"),
+])
+def test_a_protocol_that_does_not_fit_fails_naming_the_dataset(entry, where, words):
+    with pytest.raises(SpecError, match=words) as err:
+        Config.from_dict(_config({"vol": entry}))
+    assert where in str(err.value)
+
+
+# ------------------------------------------------------------------------------ prompts
+def test_interactive_one_prompt_draws_test_images_seeded_per_case_and_label(phantom2d):
+    a = dataset_prompts(phantom2d, "box", seed=0, rate=0.5, mode_2d="one_prompt")
+    b = dataset_prompts(phantom2d, "box", seed=0, rate=0.5, mode_2d="one_prompt")
+    assert a == b and a["protocol"] == "interactive_one_prompt"
+    cases = [c.case_id for c in StandardDataset(phantom2d).cases("test")]
+    assert set(a["drawn"]) <= set(cases)
+    every = dataset_prompts(phantom2d, "box", seed=0, rate=1.0, mode_2d="one_prompt")
+    assert set(every["drawn"]) == set(cases)  # p = 1: every test image, every label
+    pure = dataset_prompts(phantom2d, "box", seed=0, mode_2d="one_prompt")
+    assert pure["protocol"] == "one_prompt" and "drawn" not in pure
+    # every image keeps its own prompt (per-image models use it), whatever the draw
+    assert a["cases"] == pure["cases"]
+    with pytest.raises(ValueError, match="3D protocol"):
+        dataset_prompts(phantom2d, "box", seed=0, rate=0.25, protocol="interactive")
+
+
+def test_interactive_3d_prompts_cover_slices_without_the_object(phantom3d, tmp_path):
+    data = dataset_prompts(phantom3d, "box", seed=0, rate=0.5)
+    assert data["protocol"] == "interactive"
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    ds = StandardDataset(phantom3d)
+    for case_id, labels in load_prompts(path)["cases"].items():
+        label = ds.read_label(ds.case(case_id)).array
+        for name, plist in labels.items():
+            mask = label == ds.labels[name]
+            for p in plist:
+                shows = np.take(mask, p.frame, axis=p.axis).any()
+                assert (p.kind == EMPTY) == (not shows), (case_id, name, p.frame, p.axis)
+    kinds = [p["kind"] for labels in data["cases"].values() for ps in labels.values()
+             for p in ps]
+    assert EMPTY in kinds and "box" in kinds
+
+
+def test_a_drawn_test_image_without_the_label_is_predicted_empty(phantom2d, tmp_path):
+    """Interactive One-Prompt through a (random) tiny tracker: a test image drawn for a
+    label it lacks gets an empty-mask prompt, so that image comes out without the label;
+    a drawn image with a mask prompt comes out as its mask (SAM 2 outputs a mask prompt)."""
+    from medsam2.predict import predict_dataset
+    from medsam2.spec import TrackerSpec
+    from medsam2.typed import parse
+
+    data = dataset_prompts(phantom2d, "mask", seed=0, rate=1.0, mode_2d="one_prompt")
+    ds = StandardDataset(phantom2d)
+    tests = [c.case_id for c in ds.cases("test")]
+    (name,) = ds.labels
+    lacking = tests[0]
+    data["cases"][lacking].pop(name)  # as if its ground truth had no such label
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    spec = parse(TrackerSpec, {"kind": "medsam2", "arch": "tiny", "image_size": 64,
+                               "checkpoint": "c.pt", "multimask_tracking": False})
+    out = tmp_path / "pred"
+    predict_dataset(spec, None, phantom2d, path, out, seed=0, mode_2d="one_prompt")
+    from medsam2.data.layout import read_volume
+
+    value = ds.labels[name]
+    pred = read_volume(out / f"{lacking}{ds.file_ending}").array
+    assert not (pred == value).any()
+    for case_id in tests[1:]:
+        pred = read_volume(out / f"{case_id}{ds.file_ending}").array == value
+        gt = ds.read_label(ds.case(case_id)).array == value
+        dice = 2 * (pred & gt).sum() / (pred.sum() + gt.sum())
+        assert dice > 0.8, (case_id, dice)
+    # the prompts file decides: a per-image run on interactive One-Prompt prompts fails
+    with pytest.raises(ValueError, match="interactive One-Prompt"):
+        predict_dataset(spec, None, phantom2d, path, tmp_path / "x", mode_2d="per_image")
+
+
+# ------------------------------------------------------------------------------ tables
+def _two_protocols_of_one_task(tmp_path: Path) -> build.Context:
+    datasets = {
+        "wbc": {"source": "registry", "paper_key": "wbc",
+                "paper_structures": {"white_blood_cell": "target"},
+                "protocol": "interactive_one_prompt", "prompt_rate": 0.3},
+        "wbc-per-image": {"source": "registry", "registry": "wbc", "paper_key": "wbc",
+                          "paper_structures": {"white_blood_cell": "target"}},
+        "btcv": {"source": "registry", "paper_key": "btcv", "prompt_rate": 0.25,
+                 "paper_structures": {"spleen": "spleen", "aorta": "aorta"}},
+        "btcv-key": {"source": "registry", "registry": "btcv", "paper_key": "btcv",
+                     "paper_structures": {"spleen": "spleen", "aorta": "aorta"}},
+    }
+    config = _config(datasets, report={"main_model": "medsam2", "table1_dataset": "btcv"})
+    rng = np.random.default_rng(0)
+    frames = []
+    for model in MODELS:
+        for d in datasets:
+            labels = ["spleen", "aorta"] if d.startswith("btcv") else ["white_blood_cell"]
+            frames.append(metric_rows(d, model, {(f"c{i}", lab): float(rng.uniform(.3, .9))
+                                                 for i in range(3) for lab in labels}))
+    write_metrics(tmp_path / "metrics", pd.concat(frames))
+    ctx, _ = build.prepare(tmp_path / "metrics", write_config(tmp_path / "c.json", config))
+    return ctx
+
+
+def test_two_protocols_of_one_paper_task_are_two_columns_each_named(tmp_path):
+    ctx = _two_protocols_of_one_task(tmp_path)
+    tables = {t.name: t for t in build.build_tables(ctx)}
+    t2 = tables["table2_dice"]
+    data_cols = [c.name for c in t2.columns if c.dataset is not None]
+    assert data_cols == ["wbc", "wbc-per-image"]  # BTCV is Table 1's task
+    notes = " ".join(t2.footnotes)
+    assert "wbc: interactive One-Prompt, p = 0.3, click prompts" in notes
+    assert "wbc-per-image: per image, click prompts" in notes  # the registry's prompt type
+    assert "?" not in notes and "not named" in notes
+    ours, reported, delta = t2.blocks
+    # the paper's number beside both; the difference only where the paper's setting ran
+    assert reported.mean["wbc"].notna().all() and reported.mean["wbc-per-image"].notna().all()
+    assert delta.mean["wbc"].notna().all() and delta.mean["wbc-per-image"].isna().all()
+    assert delta.mean["mean"].isna().all()  # a mean over mixed protocols is no Δ
+    assert "not: wbc-per-image)" in notes
+
+    t1 = tables["table1_dice"]
+    names = [c.name for c in t1.columns]
+    assert "btcv: spleen" in names and "btcv-key: spleen" in names
+    assert names.count("btcv: mean") == 1 and names.count("btcv-key: mean") == 1
+    row = t1.blocks[0].mean.loc["medsam2 (MedSAM-2)"]
+    own = [c.name for c in t1.columns if c.dataset == "btcv"]
+    assert row["btcv: mean"] == pytest.approx(row[own].mean())  # its own columns only
+    assert t1.blocks[2].mean["btcv: aorta"].notna().all()
+    assert t1.blocks[2].mean["btcv-key: aorta"].isna().all()
+    notes1 = " ".join(t1.footnotes)
+    assert "btcv: interactive 3D, p = 0.25, mask prompts" in notes1
+    assert "btcv-key: key slice, mask prompts" in notes1
+
+
+def test_every_paper_setting_is_a_protocol_with_its_rate():
+    for name, rate in protocols.PAPER_SETTINGS.items():
+        assert name in protocols.INTERACTIVE and protocols.is_paper_setting(name, rate)
+        assert not protocols.is_paper_setting(name, rate / 5)  # the reduced-prompt run
+    assert not protocols.is_paper_setting("key_slice", 0.0)
