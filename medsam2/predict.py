@@ -35,7 +35,14 @@ from medsam2.data.frames import (
 )
 from medsam2.data.layout import StandardDataset, Volume, write_volume
 from medsam2.data.preprocess import crop_box
-from medsam2.data.prompts import SLICE_AXIS_3D, Prompt, load_prompts, make_prompt
+from medsam2.data.prompts import (
+    EMPTY,
+    SLICE_AXIS_3D,
+    Prompt,
+    empty_prompt,
+    load_prompts,
+    make_prompt,
+)
 from medsam2.model.build import build_from_spec
 from medsam2.model.predictor import ChunkedFeatures, ReversedFeatures, segment_sequence
 from medsam2.spec import TrackerSpec
@@ -202,7 +209,7 @@ def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict
     scores = {labels[name]: orientations.fuse(lgs) for name, lgs in logits.items()}
     pred = labels_from_scores(scores, image.shape)
     if connected_to_prompt:
-        used = {name: [p for p in plist if p.axis in orientations.axes]
+        used = {name: [p for p in plist if p.axis in orientations.axes and p.kind != EMPTY]
                 for name, plist in prompts.items()}
         pred = keep_prompted_components(pred, used, labels)
     return pred
@@ -259,7 +266,8 @@ def predict_dataset(
     print(f"predict {dataset_dir} on {device} at {image_size} px")
     model.eval()
     ds = StandardDataset(dataset_dir)
-    prompts = load_prompts(prompts_path)["cases"]
+    stored = load_prompts(prompts_path)
+    prompts = stored["cases"]
     intensity = _intensity(ds)
     orientations = Orientations.from_spec(spec)
     crop = spec.preprocess is not None and spec.preprocess.crop  # as in training
@@ -267,7 +275,11 @@ def predict_dataset(
     cases = ds.cases("test")
     written = []
     if not ds.is_3d and mode_2d == "one_prompt":
-        return _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed)
+        return _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed,
+                              stored.get("drawn"))
+    if stored.get("protocol") == "interactive_one_prompt":
+        raise ValueError(f"{prompts_path}: interactive One-Prompt prompts, but mode_2d is "
+                         f"'{mode_2d}' on {'3D' if ds.is_3d else '2D'} data")
     for case in tqdm(cases, desc=f"predict {ds.name}", unit="case"):
         image = ds.read_image(case)
         label = ds.read_label(case).array if case.label is not None else None
@@ -299,8 +311,10 @@ def _predict_image(model, image, intensity, prompts, label, labels, image_size,
     return labels_from_scores(scores, image.shape)
 
 
-def _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed) -> list[Path]:
-    """One prompted training template, then every test image through memory only."""
+def _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed,
+                   drawn: dict[str, list[str]] | None = None) -> list[Path]:
+    """One prompted training template, then every test image through memory only (in the
+    interactive One-Prompt protocol, the ``drawn`` test images prompted too)."""
     rng = np.random.default_rng(seed)
     train_cases = ds.cases("train")
     if not train_cases:
@@ -321,8 +335,9 @@ def _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed) -> 
         if not mask.any():
             continue
         prompt = make_prompt(kind, mask, 0)
-        inputs = prompt.model_inputs(t_img.shape, image_size, mask)
-        per_label[value] = segment_sequence(model, features, {0: inputs})
+        inputs = {0: prompt.model_inputs(t_img.shape, image_size, mask),
+                  **drawn_inputs(ds, tests, prompts, drawn, value, image_size)}
+        per_label[value] = segment_sequence(model, features, inputs)
     written = []
     for i, (case, image) in enumerate(zip(tests, images), start=1):
         scores = {v: Orientations().fuse([logits_to_original(lo[i:i + 1],
@@ -334,6 +349,31 @@ def _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed) -> 
     (out_dir / "one_prompt_template.json").write_text(
         json.dumps({"template": template.case_id, "order": [c.case_id for c in tests]}) + "\n")
     return written
+
+
+def drawn_inputs(ds: StandardDataset, tests: list, prompts: dict, drawn: dict | None,
+                 value: int, image_size: int) -> dict[int, tuple]:
+    """Interactive One-Prompt: frame (1 + position in ``tests``) -> model inputs of the
+    test images drawn for the label of ``value`` (``drawn``: case -> label names, from
+    the prompts file). A drawn image that shows the label gets its stored prompt; one
+    that lacks it an empty mask, as a drawn 3D slice without the object. No ``drawn``
+    (pure One-Prompt): none."""
+    if not drawn:
+        return {}
+    name = next(n for n, v in ds.labels.items() if v == value)
+    out = {}
+    for i, case in enumerate(tests, start=1):
+        if name not in drawn.get(case.case_id, ()):
+            continue
+        stored = prompts.get(case.case_id, {}).get(name)
+        if not stored:
+            out[i] = empty_prompt(0).model_inputs((1, 1), image_size)
+            continue
+        prompt = stored[0]
+        gt = ds.read_label(case).array == value if prompt.kind == "mask" else None
+        hw = gt.shape if gt is not None else ds.read_image(case).array.shape[:2]
+        out[i] = prompt.model_inputs(hw, image_size, gt)
+    return out
 
 
 def _cli(args: argparse.Namespace) -> int:
