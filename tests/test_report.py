@@ -126,7 +126,7 @@ def test_hand_fixture_table_values_bold_missing_and_footnotes(hand, tmp_path):
     assert "<b>70.0 ± 14.1</b>" in html
 
     notes = " ".join(t2.footnotes)
-    assert "dA: box, dB: click" in notes
+    assert "dA: key slice, box prompts; dB: key slice, click prompts" in notes
     assert "Seed(s): 7" in notes
     assert "counted as the image diagonal in mm in means (1 case-labels)" in notes
     assert "Test cases: dA: 2, dB: 2" in notes
@@ -203,6 +203,10 @@ def test_bootstrap_is_seeded_and_wilcoxon_matches_scipy():
 def paper_config() -> dict:
     datasets = {d: {"source": "registry", "prompt": "box", "paper_key": d} for d in
                 PAPER_DATASETS}
+    for d, entry in datasets.items():  # the paper's setting: Δ beside its numbers
+        two_d = d in ("wbc", "refuge", "stare", "pendal", "cadvidset")
+        entry.update(protocol="interactive_one_prompt", prompt_rate=0.3) if two_d else \
+            entry.update(protocol="interactive", prompt_rate=0.25)
     datasets["btcv"]["paper_structures"] = {f"organ{i}": s for i, s in
                                             enumerate(BTCV_STRUCTURES, 1)}
     models = {
