@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -316,28 +317,26 @@ def _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed,
     """One prompted training template, then every test image through memory only (in the
     interactive One-Prompt protocol, the ``drawn`` test images prompted too)."""
     rng = np.random.default_rng(seed)
-    train_cases = ds.cases("train")
-    if not train_cases:
-        raise ValueError(f"{ds.root}: one_prompt mode needs a training image as template")
-    template = train_cases[int(rng.integers(len(train_cases)))]
-    t_img = ds.read_image(template).array
-    t_lab = ds.read_label(template).array
+    templates = choose_templates(ds, rng, seed)
     tests = [ds.cases("test")[i] for i in rng.permutation(len(ds.cases("test")))]
     images = [ds.read_image(c) for c in tests]
-    stack = [intensity.apply(t_img)] + [intensity.apply(im.array) for im in images]
-    frames = torch.cat([to_model_frames(s[None], image_size) for s in stack])
+    test_frames = [to_model_frames(intensity.apply(im.array)[None], image_size) for im in images]
     kind = next((ps[0].kind for c in prompts.values() for ps in c.values()), "box")
-    # every label runs through the same pseudo-video: encode it once
-    features = ChunkedFeatures.for_passes(model, frames, passes=len(ds.labels))
     per_label = {}
-    for value in ds.labels.values():
-        mask = t_lab == value
-        if not mask.any():
-            continue
-        prompt = make_prompt(kind, mask, 0)
-        inputs = {0: prompt.model_inputs(t_img.shape, image_size, mask),
-                  **drawn_inputs(ds, tests, prompts, drawn, value, image_size)}
-        per_label[value] = segment_sequence(model, features, inputs)
+    for template, names in _by_template(templates).items():
+        t_img = ds.read_image(template).array
+        t_lab = ds.read_label(template).array
+        frames = torch.cat([to_model_frames(intensity.apply(t_img)[None], image_size),
+                            *test_frames])
+        # the labels sharing a template run through one pseudo-video: encode it once
+        features = ChunkedFeatures.for_passes(model, frames, passes=len(names))
+        for name in names:
+            value = ds.labels[name]
+            mask = t_lab == value
+            prompt = make_prompt(kind, mask, 0)
+            inputs = {0: prompt.model_inputs(t_img.shape, image_size, mask),
+                      **drawn_inputs(ds, tests, prompts, drawn, value, image_size)}
+            per_label[value] = segment_sequence(model, features, inputs)
     written = []
     for i, (case, image) in enumerate(zip(tests, images), start=1):
         scores = {v: Orientations().fuse([logits_to_original(lo[i:i + 1],
@@ -346,9 +345,58 @@ def _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed,
         pred = labels_from_scores(scores, image.array.shape)
         written.append(write_volume(out_dir / f"{case.case_id}{ds.file_ending}",
                                     Volume(pred, image.affine), is_label=True))
-    (out_dir / "one_prompt_template.json").write_text(
-        json.dumps({"template": template.case_id, "order": [c.case_id for c in tests]}) + "\n")
+    chosen = {name: None if case is None else case.case_id for name, case in templates.items()}
+    (out_dir / "one_prompt_template.json").write_text(json.dumps({
+        "template": next((c for c in chosen.values() if c is not None), None),
+        "templates": chosen, "no_template": [n for n, c in chosen.items() if c is None],
+        "order": [c.case_id for c in tests]}) + "\n")
     return written
+
+
+def choose_templates(ds: StandardDataset, rng: np.random.Generator, seed: int) -> dict:
+    """Label name -> the training case that is its One-Prompt template, drawn (seeded)
+    among the training images that contain the label; None where none does.
+
+    A template without the label would leave that label unpredicted on every test image.
+    One draw among all training images comes first, and a label it contains keeps it
+    (so a single-label set draws as it always did); a label it lacks draws again among
+    the images that contain it, from its own seeded stream. Either way each label's
+    template is uniform over the training images that contain it. A label with none is
+    printed and recorded (``no_template`` in one_prompt_template.json), never hidden."""
+    train = ds.cases("train")
+    if not train:
+        raise ValueError(f"{ds.root}: one_prompt mode needs a training image as template")
+    first = train[int(rng.integers(len(train)))]
+    present = {}  # case id -> label values it shows (read only when needed)
+
+    def shows(case, value: int) -> bool:
+        if case.case_id not in present:
+            present[case.case_id] = set(np.unique(ds.read_label(case).array).tolist())
+        return value in present[case.case_id]
+
+    out = {}
+    for name, value in ds.labels.items():
+        if shows(first, value):
+            out[name] = first
+            continue
+        having = [c for c in train if shows(c, value)]
+        if not having:
+            print(f"{ds.root}: no training image contains label '{name}': it has no "
+                  "One-Prompt template and is not predicted")
+            out[name] = None
+            continue
+        own = np.random.default_rng([seed, zlib.crc32(name.encode())])
+        out[name] = having[int(own.integers(len(having)))]
+    return out
+
+
+def _by_template(templates: dict) -> dict:
+    """Template case -> the label names it serves (labels without one left out)."""
+    groups: dict = {}
+    for name, case in templates.items():
+        if case is not None:
+            groups.setdefault(case, []).append(name)
+    return groups
 
 
 def drawn_inputs(ds: StandardDataset, tests: list, prompts: dict, drawn: dict | None,

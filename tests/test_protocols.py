@@ -196,3 +196,70 @@ def test_every_paper_setting_is_a_protocol_with_its_rate():
         assert name in protocols.INTERACTIVE and protocols.is_paper_setting(name, rate)
         assert not protocols.is_paper_setting(name, rate / 5)  # the reduced-prompt run
     assert not protocols.is_paper_setting("key_slice", 0.0)
+
+
+# ------------------------------------------------------------------- One-Prompt templates
+def _two_label_images(root: Path) -> StandardDataset:
+    """8 training images: only tr0 and tr1 show label 'b' (2); no image shows 'c' (3)."""
+    from medsam2.data.layout import Volume, write_case, write_dataset_json
+
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        lab = np.zeros((32, 32), np.uint8)
+        lab[4:14, 4:14] = 1
+        if i < 2:
+            lab[18:28, 18:28] = 2
+        img = (50 + 100 * (lab > 0) + rng.normal(0, 5, lab.shape)).clip(0, 255)
+        write_case(root, f"tr{i}", "train", Volume(img.astype(np.uint8)), Volume(lab), ".png")
+    lab = np.zeros((32, 32), np.uint8)
+    lab[6:16, 6:16], lab[18:26, 18:26] = 1, 2
+    write_case(root, "ts0", "test", Volume((60 + 90 * (lab > 0)).astype(np.uint8)),
+               Volume(lab), ".png")
+    write_dataset_json(root, {"a": 1, "b": 2, "c": 3}, 8, ".png")
+    return StandardDataset(root)
+
+
+def test_each_label_gets_a_template_that_contains_it_or_is_named_as_having_none(tmp_path,
+                                                                                capsys):
+    """Before, one template was drawn for every label: a label it lacked was never
+    predicted, silently. Now each label's template contains it (seeded), and a label no
+    training image shows is printed and recorded."""
+    from medsam2.predict import choose_templates
+
+    ds = _two_label_images(tmp_path / "ds")
+    seen_b = set()
+    for seed in range(12):
+        chosen = choose_templates(ds, np.random.default_rng(seed), seed)
+        again = choose_templates(ds, np.random.default_rng(seed), seed)
+        assert chosen == again
+        assert chosen["b"].case_id in ("tr0", "tr1")  # the only images showing 'b'
+        assert chosen["c"] is None
+        seen_b.add(chosen["b"].case_id)
+        # label 'a' (in every image) keeps the first draw, as the single template did
+        first = ds.cases("train")[int(np.random.default_rng(seed).integers(8))]
+        assert chosen["a"] == first
+    assert seen_b == {"tr0", "tr1"}
+    assert "no training image contains label 'c'" in capsys.readouterr().out
+
+
+def test_one_prompt_predicts_a_label_the_first_template_lacks(tmp_path):
+    from medsam2.data.layout import read_volume
+    from medsam2.predict import predict_dataset
+    from medsam2.spec import TrackerSpec
+    from medsam2.typed import parse
+
+    ds = _two_label_images(tmp_path / "ds")
+    seed = next(s for s in range(50)  # a seed whose first draw lacks label 'b'
+                if int(np.random.default_rng(s).integers(8)) >= 2)
+    prompts = dataset_prompts(ds.root, "mask", seed=0, mode_2d="one_prompt")
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(prompts))
+    spec = parse(TrackerSpec, {"kind": "medsam2", "arch": "tiny", "image_size": 64,
+                               "checkpoint": "c.pt", "multimask_tracking": False})
+    out = tmp_path / "pred"
+    predict_dataset(spec, None, ds.root, path, out, seed=seed, mode_2d="one_prompt")
+    record = json.loads((out / "one_prompt_template.json").read_text())
+    assert record["templates"]["b"] in ("tr0", "tr1") and record["templates"]["a"] not in (
+        "tr0", "tr1")
+    assert record["no_template"] == ["c"] and record["template"] == record["templates"]["a"]
+    assert read_volume(out / "ts0.png").array.shape == (32, 32)
