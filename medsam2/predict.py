@@ -30,6 +30,7 @@ from medsam2.config import add_model_config_args, tracker_spec_from_args
 from medsam2.data.frames import (
     Intensity,
     logits_to_original,
+    sequence_axis,
     slices,
     to_model_frames,
     unslice,
@@ -67,7 +68,7 @@ class Orientations:
     loses or overshoots an object (``predict.mirror`` of a model's config).
     """
 
-    axes: tuple[int, ...] = (SLICE_AXIS_3D,)
+    axes: tuple[int, ...] | None = None  # None: the volume's sequence axis
     reverse: bool = False
     fusion: str = "mean"  # mean of probabilities | vote (majority of binary masks)
     mirror: tuple[tuple[int, ...], ...] = ()  # extra views, e.g. ((0, 1),): turned 180 deg
@@ -81,7 +82,15 @@ class Orientations:
     def from_spec(cls, spec: TrackerSpec) -> Orientations:
         """A tracker's ``orientations`` block with its ``predict.mirror`` views."""
         block = spec.orientations
-        return cls(tuple(block.axes), block.reverse, block.fusion, spec.predict.views)
+        axes = None if block.axes is None else tuple(block.axes)
+        return cls(axes, block.reverse, block.fusion, spec.predict.views)
+
+    def axes_for(self, spacing: tuple[float, ...] | None) -> tuple[int, ...]:
+        """The axes segmented for a volume of this spacing: those set, else its sequence
+        axis (``frames.sequence_axis``, the axis its prompts and training slice along)."""
+        if self.axes is not None:
+            return self.axes
+        return (SLICE_AXIS_3D if spacing is None else sequence_axis(spacing),)
 
     def fuse(self, logits: list[np.ndarray]) -> np.ndarray:
         """Foreground score in [0, 1] from per-orientation logits."""
@@ -179,7 +188,8 @@ def mirror_prompt(prompt: Prompt, axes: tuple[int, ...], hw: tuple[int, int]) ->
 def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict,
                    label: np.ndarray | None, labels: dict[str, int], image_size: int,
                    orientations: Orientations = Orientations(), chunk_size: int = 16,
-                   crop: bool = False, connected_to_prompt: bool = False) -> np.ndarray:
+                   crop: bool = False, connected_to_prompt: bool = False,
+                   spacing: tuple[float, ...] | None = None) -> np.ndarray:
     """Label map of one 3D image from per-label prompts: per axis the key slice's, and in
     the interactive setting those of further slices; with ``connected_to_prompt`` each
     label then keeps only what connects to its prompted slices
@@ -187,7 +197,8 @@ def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict
     norm = intensity.apply(image)
     logits: dict[str, list[np.ndarray]] = {name: [] for name in prompts}
     directions = (False, True) if orientations.reverse else (False,)
-    for axis in orientations.axes:
+    axes = orientations.axes_for(spacing)
+    for axis in axes:
         inputs = {}  # label -> (its prompts on this axis, GT slices of its mask prompts)
         for name, plist in prompts.items():
             on_axis = [p for p in plist if p.axis == axis]
@@ -210,7 +221,7 @@ def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict
     scores = {labels[name]: orientations.fuse(lgs) for name, lgs in logits.items()}
     pred = labels_from_scores(scores, image.shape)
     if connected_to_prompt:
-        used = {name: [p for p in plist if p.axis in orientations.axes and p.kind != EMPTY]
+        used = {name: [p for p in plist if p.axis in axes and p.kind != EMPTY]
                 for name, plist in prompts.items()}
         pred = keep_prompted_components(pred, used, labels)
     return pred
@@ -288,7 +299,8 @@ def predict_dataset(
         if image.ndim == 3:
             pred = predict_volume(model, image.array, intensity, case_prompts, label,
                                   ds.labels, image_size, orientations, crop=crop,
-                                  connected_to_prompt=spec.predict.connected_to_prompt)
+                                  connected_to_prompt=spec.predict.connected_to_prompt,
+                                  spacing=image.spacing)
         else:
             pred = _predict_image(model, image.array, intensity, case_prompts, label,
                                   ds.labels, image_size, crop, orientations)

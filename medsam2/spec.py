@@ -256,8 +256,10 @@ class PreprocessSpec:
 class OrientationsSpec:
     """3D inference orders; the paper's 6 = axes [0, 1, 2] with reverse."""
 
-    axes: tuple[Literal[0, 1, 2], ...] = knob((2,), min_items=1, unique=True,
-                                               help="slicing axes segmented")
+    axes: tuple[Literal[0, 1, 2], ...] | None = knob(
+        None, min_items=1, unique=True,
+        help="slicing axes segmented (default: each volume's sequence axis, the coarsest, "
+             "as prompts and training take it)")
     reverse: bool = knob(False, help="also segment each axis in reversed order")
     fusion: Literal["mean", "vote"] = knob("mean", help="mean of probabilities or "
                                                         "majority vote")

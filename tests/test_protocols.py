@@ -263,3 +263,71 @@ def test_one_prompt_predicts_a_label_the_first_template_lacks(tmp_path):
         "tr0", "tr1")
     assert record["no_template"] == ["c"] and record["template"] == record["templates"]["a"]
     assert read_volume(out / "ts0.png").array.shape == (32, 32)
+
+
+# ------------------------------------------------------------------------- slicing axis
+def _thick_along_axis0(root: Path) -> StandardDataset:
+    """Volumes (6, 20, 24) with 4 mm along axis 0 and 1 mm in-plane: the sequence axis is
+    0, not NIfTI axis 2, so an axis read in two places shows up."""
+    from medsam2.data.layout import Volume, affine_from_spacing, write_case, write_dataset_json
+
+    aff = affine_from_spacing((4.0, 1.0, 1.0))
+    rng = np.random.default_rng(0)
+    for i, split in enumerate(("train", "train", "test")):
+        lab = np.zeros((6, 20, 24), np.uint8)
+        lab[1:5, 5 + i:14, 6:18] = 1
+        img = (100 * lab + rng.normal(0, 5, lab.shape)).astype(np.float32)
+        write_case(root, f"v{i}", split, Volume(img, aff), Volume(lab, aff))
+    write_dataset_json(root, {"organ": 1}, 2, ".nii.gz")
+    return StandardDataset(root)
+
+
+def test_prompts_training_preprocessing_prediction_and_overlays_share_the_slicing_axis(
+        tmp_path):
+    """Before, prompts and prediction took NIfTI axis 2 and training its raw volumes too,
+    while the preprocessing cache took the coarsest axis: a model trained on one set of
+    frames was prompted and applied on another."""
+    from medsam2.data.frames import sequence_axis
+    from medsam2.data.preprocess import preprocess_dataset
+    from medsam2.predict import Orientations
+    from medsam2.report.overlays import slice_axis
+    from medsam2.spec import TrackerSpec
+    from medsam2.train import ClipSampler
+    from medsam2.typed import parse
+
+    ds = _thick_along_axis0(tmp_path / "ds")
+    spacing = ds.read_image(ds.cases("test")[0]).spacing
+    assert sequence_axis(spacing) == 0
+    prompts = dataset_prompts(ds.root, "box", seed=0)
+    for labels in prompts["cases"].values():
+        assert all(plist[0]["axis"] == 0 for plist in labels.values())  # first: the axis
+    spec = parse(TrackerSpec, {"kind": "medsam2", "checkpoint": "c.pt"})
+    assert Orientations.from_spec(spec).axes_for(spacing) == (0,)
+    assert Orientations((1, 2)).axes_for(spacing) == (1, 2)  # set axes stay as set
+    sampler = ClipSampler([ds.root], 32)
+    assert [c[0].shape for c in sampler.cases] == [(6, 20, 24)] * 2  # T along axis 0
+    preprocess_dataset(ds.root, tmp_path / "cache", 32, min_area=0, crop=False)
+    cached = np.load(tmp_path / "cache" / "v0.npz")["frames"]
+    assert cached.shape == (6, 32, 32)
+    assert slice_axis(spacing) == 0
+
+
+def test_prediction_runs_along_the_sequence_axis(tmp_path):
+    from medsam2.data.layout import read_volume
+    from medsam2.predict import predict_dataset
+    from medsam2.spec import TrackerSpec
+    from medsam2.typed import parse
+
+    ds = _thick_along_axis0(tmp_path / "ds")
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(dataset_prompts(ds.root, "mask", seed=0)))
+    spec = parse(TrackerSpec, {"kind": "medsam2", "arch": "tiny", "image_size": 64,
+                               "checkpoint": "c.pt", "multimask_tracking": False})
+    predict_dataset(spec, None, ds.root, path, tmp_path / "pred", seed=0)
+    pred = read_volume(tmp_path / "pred" / "v2.nii.gz").array
+    gt = ds.read_label(ds.case("v2")).array
+    # the key slice along axis 0 is mask-prompted: SAM 2 outputs the prompt there
+    key = json.loads(path.read_text())["cases"]["v2"]["organ"][0]
+    assert key["axis"] == 0
+    sl = (pred[key["frame"]] == 1), (gt[key["frame"]] == 1)
+    assert 2 * (sl[0] & sl[1]).sum() / (sl[0].sum() + sl[1].sum()) > 0.9

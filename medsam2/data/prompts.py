@@ -24,13 +24,16 @@ import torch
 from scipy import ndimage
 
 from medsam2 import protocols
+from medsam2.data.frames import sequence_axis
 
 PROMPT_KINDS = ("click", "box", "mask")
 #: the prompt of a drawn frame that does not show the object: an all-zero mask, as the
 #: authors' evaluation gives (SuperMedIntel/Medical-SAM2, func_3d/function.py,
 #: ``train_add_new_mask(..., mask=torch.zeros(...))`` where the frame has no such object)
 EMPTY = "empty"
-SLICE_AXIS_3D = 2  # NIfTI voxel axis k: axial for the usual RAS/LPS-ordered CT and MR
+#: the sequence axis of a volume with no coarser axis (``frames.sequence_axis``): NIfTI
+#: voxel axis k, axial for the usual RAS/LPS-ordered CT and MR
+SLICE_AXIS_3D = 2
 
 
 @dataclass
@@ -123,13 +126,15 @@ def empty_prompt(frame: int, axis: int = SLICE_AXIS_3D) -> Prompt:
 
 
 def volume_prompts(mask: np.ndarray, kind: str, rate: float = 0.0,
-                   rng: np.random.Generator | None = None) -> list[Prompt]:
+                   rng: np.random.Generator | None = None,
+                   first_axis: int = SLICE_AXIS_3D) -> list[Prompt]:
     """Prompts per slicing axis (3D): the key slice's, and with ``rate`` > 0 (the
     interactive protocol) each other slice of the volume drawn with probability ``rate``;
     one prompt for 2D.
 
     All three axes are stored so that a model fusing the paper's 6 orientations gets the
-    same key slices and prompts as every other model; the default axis comes first.
+    same key slices and prompts as every other model; ``first_axis`` (the volume's
+    sequence axis, along which models predict by default) comes first.
     The draw runs over *all* slices, not only those that show the object: drawing among
     the object's slices would tell the model where the object ends, from the test labels.
     A drawn slice without the object gets an empty-mask prompt, as the authors' code
@@ -143,7 +148,7 @@ def volume_prompts(mask: np.ndarray, kind: str, rate: float = 0.0,
     if mask.ndim == 2:
         return [make_prompt(kind, mask, 0)]
     out = []
-    for axis in (SLICE_AXIS_3D, *(a for a in range(3) if a != SLICE_AXIS_3D)):
+    for axis in (first_axis, *(a for a in range(3) if a != first_axis)):
         key = key_slice(mask, axis)
         frames = [key]
         if rate > 0:
@@ -186,7 +191,9 @@ def dataset_prompts(dataset_dir: Path | str, kind: str, seed: int, split: str = 
     if protocol == "interactive_one_prompt":
         out["drawn"] = {}
     for case in ds.cases(split):
-        label = ds.read_label(case).array
+        volume = ds.read_label(case)
+        label = volume.array
+        first = sequence_axis(volume.spacing) if label.ndim == 3 else SLICE_AXIS_3D
         per_label = {}
         for name, value in ds.labels.items():
             mask = label == value
@@ -197,7 +204,7 @@ def dataset_prompts(dataset_dir: Path | str, kind: str, seed: int, split: str = 
                 interactive = protocol == "interactive"
                 rng = _label_rng(seed, case.case_id, name) if interactive else None
                 per_label[name] = [asdict(p) for p in volume_prompts(
-                    mask, kind, rate if interactive else 0.0, rng)]
+                    mask, kind, rate if interactive else 0.0, rng, first)]
         out["cases"][case.case_id] = per_label
     return out
 
