@@ -119,6 +119,9 @@ class RegistryDataset(DatasetSpec):
     test_fraction: float | None = knob(
         None, exclusive_minimum=0, maximum=1,
         help="held-out fraction (default: the registry file's split)")
+    group_by: str | None = knob(
+        None, help="split by this group key of the converter's cases (cadvidset: video), "
+                   "so that no group (a video's frames) lands in both train and test")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -576,6 +579,14 @@ class Config:
                 raise SpecError(join(join("datasets", name), "registry"),
                                 f"no registry file {self.registry_file(name)}",
                                 f"known: {', '.join(self.registry_keys_known())}")
+        for name, spec in self.datasets.items():
+            if isinstance(spec, RegistryDataset) and spec.group_by is not None:
+                keys = _converter_group_keys(str(self.registry_file(name)))
+                if spec.group_by not in keys:
+                    raise SpecError(join(join("datasets", name), "group_by"),
+                                    f"the cases of dataset '{name}' carry no group key "
+                                    f"'{spec.group_by}': they cannot be split by it",
+                                    f"keys its converter gives: {', '.join(keys) or 'none'}")
         for name in self.datasets:
             try:
                 self.protocol(name)
@@ -691,6 +702,15 @@ def _nearest(name: str, known: list[str]) -> str:
 @cache
 def _registry_entry(path: str) -> dict:
     return yaml.safe_load(Path(path).read_text()) or {}
+
+
+def _converter_group_keys(registry_file: str) -> tuple[str, ...]:
+    """The group keys (``GROUP_KEYS``) the dataset's converter puts on its cases."""
+    converter = _registry_entry(registry_file).get("converter")
+    if not converter:
+        return ()
+    module = importlib.import_module(f"medsam2.data.converters.{converter}")
+    return tuple(getattr(module, "GROUP_KEYS", ()))
 
 
 def _registry_prompt(path: str) -> Prompt:

@@ -39,6 +39,7 @@ from medsam2.data.layout import (
     affine_from_spacing,
     check_label,
     check_pair,
+    grouped_split,
     seeded_split,
     write_case,
     write_dataset_json,
@@ -64,13 +65,16 @@ class RawCase:
 
     ``label`` is one label file, or ``((path, value), ...)`` binary masks composed into
     one label (later masks win where they overlap); None when no label was found.
-    ``spacing`` overrides the files' own geometry (NumPy arrays carry none).
+    ``spacing`` overrides the files' own geometry (NumPy arrays carry none). ``groups``
+    names what the case belongs to (``(("video", "v03"),)``): a split by group keeps each
+    group on one side (a converter lists the keys it gives in ``GROUP_KEYS``).
     """
 
     case_id: str
     image: Path
     label: Path | tuple[tuple[Path, int], ...] | None
     spacing: tuple[float, ...] | None = None
+    groups: tuple[tuple[str, str], ...] = ()
 
 
 # --------------------------------------------------------------------------- reading
@@ -315,13 +319,16 @@ def run_conversion(
     extra_meta: dict | None = None,
     rules: CaseRules | None = None,
     max_skipped: int | None = None,
+    group_by: str | None = None,
 ) -> ConversionReport:
     """Convert ``cases`` into ``out`` atomically (a temp folder renamed at the end).
 
     The seeded split is drawn over the cases that converted (sorted ids), so it depends
     only on the data and the seed. More than ``max_skipped`` skipped cases (None: no
     limit) raise ConversionError listing every reason, and ``out`` is not written: a
-    broken converter stops the run instead of shrinking the test set.
+    broken converter stops the run instead of shrinking the test set. With ``group_by``
+    the split keeps each group (e.g. a video's frames) on one side; a case without that
+    group key fails the conversion naming the dataset and the case.
     """
     if not cases:
         raise ConversionError(f"{name}: no cases found (is the layout what the converter expects?)")
@@ -329,6 +336,14 @@ def run_conversion(
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise ConversionError(f"{name}: duplicate case ids {dupes[:5]}")
+    group_of = {}
+    if group_by is not None:
+        ungrouped = [c.case_id for c in cases if group_by not in dict(c.groups)]
+        if ungrouped:
+            raise ConversionError(f"{name}: split.group_by '{group_by}': no such group for "
+                                  f"cases {ungrouped[:5]} (the converter gives "
+                                  f"{sorted({k for c in cases for k, _ in c.groups}) or 'none'})")
+        group_of = {c.case_id: dict(c.groups)[group_by] for c in cases}
     ending = ".png" if dims == 2 else ".nii.gz"
     tmp = out.parent / f".{out.name}.converting"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -354,7 +369,12 @@ def run_conversion(
         )
     # Split over the cases that converted, so a bad case never empties a split.
     done = report.converted
-    train, test = seeded_split(done, test_fraction, seed) if len(done) > 1 else ([], done)
+    if len(done) <= 1:
+        train, test = [], done
+    elif group_by is not None:
+        train, test = grouped_split({c: group_of[c] for c in done}, test_fraction, seed)
+    else:
+        train, test = seeded_split(done, test_fraction, seed)
     for cid in test:
         for folder, name in (("imagesTr", f"{cid}_0000{ending}"), ("labelsTr", f"{cid}{ending}")):
             dest = tmp / folder.replace("Tr", "Ts") / name
@@ -362,6 +382,10 @@ def run_conversion(
             (tmp / folder / name).replace(dest)
     out_labels = {"background": 0, **{n: i + 1 for i, n in enumerate(labels)}}
     write_splits(tmp, train, test, seed)
+    if group_by is not None:  # the groups beside the split, so a reader can check it
+        splits = json.loads((tmp / "splits.json").read_text())
+        splits.update(group_by=group_by, groups={c: group_of[c] for c in done})
+        (tmp / "splits.json").write_text(json.dumps(splits, indent=2) + "\n")
     (tmp / "conversion_report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     write_dataset_json(tmp, out_labels, len(train), ending, {"0": channel_name},
                        numTest=len(test), **(extra_meta or {}))
@@ -372,7 +396,8 @@ def run_conversion(
 
 
 def convert_dataset(spec: DatasetSpec, src: Path, out: Path, seed: int = 0,
-                    test_fraction: float | None = None) -> ConversionReport:
+                    test_fraction: float | None = None,
+                    group_by: str | None = None) -> ConversionReport:
     """Convert one registry dataset from its extracted folder into ``out``."""
     from medsam2.data.converters import CONVERTERS
 
@@ -386,6 +411,7 @@ def convert_dataset(spec: DatasetSpec, src: Path, out: Path, seed: int = 0,
         out.name, cases, Path(out), spec.dims, spec.source_labels, spec.labels, seed,
         test_fraction if test_fraction is not None else spec.split["test_fraction"],
         spec.channel_name, meta, rules=spec.rules, max_skipped=spec.max_skipped,
+        group_by=group_by,
     )
 
 
