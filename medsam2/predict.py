@@ -288,7 +288,7 @@ def predict_dataset(
     written = []
     if not ds.is_3d and mode_2d == "one_prompt":
         return _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed,
-                              stored.get("drawn"))
+                              stored.get("drawn"), crop)
     if stored.get("protocol") == "interactive_one_prompt":
         raise ValueError(f"{prompts_path}: interactive One-Prompt prompts, but mode_2d is "
                          f"'{mode_2d}' on {'3D' if ds.is_3d else '2D'} data")
@@ -325,34 +325,37 @@ def _predict_image(model, image, intensity, prompts, label, labels, image_size,
 
 
 def _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed,
-                   drawn: dict[str, list[str]] | None = None) -> list[Path]:
+                   drawn: dict[str, list[str]] | None = None, crop: bool = False) -> list[Path]:
     """One prompted training template, then every test image through memory only (in the
-    interactive One-Prompt protocol, the ``drawn`` test images prompted too)."""
+    interactive One-Prompt protocol, the ``drawn`` test images prompted too); with
+    ``crop`` each image cut as the training cache cuts it (:class:`ImageFrame`)."""
     rng = np.random.default_rng(seed)
     templates = choose_templates(ds, rng, seed)
     tests = [ds.cases("test")[i] for i in rng.permutation(len(ds.cases("test")))]
     images = [ds.read_image(c) for c in tests]
-    test_frames = [to_model_frames(intensity.apply(im.array)[None], image_size) for im in images]
+    norms = [intensity.apply(im.array) for im in images]
+    cuts = [ImageFrame.of(n, crop) for n in norms]
+    test_frames = [c.frame(n, image_size) for c, n in zip(cuts, norms)]
     kind = next((ps[0].kind for c in prompts.values() for ps in c.values()), "box")
     per_label = {}
     for template, names in _by_template(templates).items():
         t_img = ds.read_image(template).array
         t_lab = ds.read_label(template).array
-        frames = torch.cat([to_model_frames(intensity.apply(t_img)[None], image_size),
-                            *test_frames])
+        t_norm = intensity.apply(t_img)
+        t_cut = ImageFrame.of(t_norm, crop)
+        frames = torch.cat([t_cut.frame(t_norm, image_size), *test_frames])
         # the labels sharing a template run through one pseudo-video: encode it once
         features = ChunkedFeatures.for_passes(model, frames, passes=len(names))
         for name in names:
             value = ds.labels[name]
             mask = t_lab == value
             prompt = make_prompt(kind, mask, 0)
-            inputs = {0: prompt.model_inputs(t_img.shape, image_size, mask),
-                      **drawn_inputs(ds, tests, prompts, drawn, value, image_size)}
+            inputs = {0: t_cut.inputs(prompt, image_size, mask),
+                      **drawn_inputs(ds, tests, prompts, drawn, value, image_size, cuts)}
             per_label[value] = segment_sequence(model, features, inputs)
     written = []
     for i, (case, image) in enumerate(zip(tests, images), start=1):
-        scores = {v: Orientations().fuse([logits_to_original(lo[i:i + 1],
-                                                              image.array.shape).numpy()[0]])
+        scores = {v: Orientations().fuse([cuts[i - 1].paste(lo[i:i + 1])])
                   for v, lo in per_label.items()}
         pred = labels_from_scores(scores, image.array.shape)
         written.append(write_volume(out_dir / f"{case.case_id}{ds.file_ending}",
@@ -412,12 +415,12 @@ def _by_template(templates: dict) -> dict:
 
 
 def drawn_inputs(ds: StandardDataset, tests: list, prompts: dict, drawn: dict | None,
-                 value: int, image_size: int) -> dict[int, tuple]:
+                 value: int, image_size: int, cuts: list | None = None) -> dict[int, tuple]:
     """Interactive One-Prompt: frame (1 + position in ``tests``) -> model inputs of the
     test images drawn for the label of ``value`` (``drawn``: case -> label names, from
     the prompts file). A drawn image that shows the label gets its stored prompt; one
     that lacks it an empty mask, as a drawn 3D slice without the object. No ``drawn``
-    (pure One-Prompt): none."""
+    (pure One-Prompt): none. ``cuts``: each test image's :class:`ImageFrame`."""
     if not drawn:
         return {}
     name = next(n for n, v in ds.labels.items() if v == value)
@@ -431,9 +434,53 @@ def drawn_inputs(ds: StandardDataset, tests: list, prompts: dict, drawn: dict | 
             continue
         prompt = stored[0]
         gt = ds.read_label(case).array == value if prompt.kind == "mask" else None
+        if cuts is not None:
+            out[i] = cuts[i - 1].inputs(prompt, image_size, gt)
+            continue
         hw = gt.shape if gt is not None else ds.read_image(case).array.shape[:2]
         out[i] = prompt.model_inputs(hw, image_size, gt)
     return out
+
+
+@dataclass(frozen=True)
+class ImageFrame:
+    """A 2D image as a One-Prompt frame: with ``box`` cut to its non-zero region, as
+    ``medsam2 preprocess`` cuts each training image (``crop_box``), so a model trained on
+    cropped frames sees cropped frames; prompts move with the cut and logits are pasted
+    back (background outside), as :class:`_Sequence` does for volumes and per-image runs."""
+
+    hw: tuple[int, int]  # the full image
+    box: tuple[slice, slice] | None = None
+
+    @classmethod
+    def of(cls, norm: np.ndarray, crop: bool) -> ImageFrame:
+        return cls(norm.shape[:2], crop_box(norm[None]) if crop else None)
+
+    def cut(self, array: np.ndarray) -> np.ndarray:
+        return array if self.box is None else array[self.box[0], self.box[1]]
+
+    def frame(self, norm: np.ndarray, image_size: int) -> torch.Tensor:
+        """(1, 3, S, S) model input of the (cut) image."""
+        return to_model_frames(self.cut(norm)[None], image_size)
+
+    def inputs(self, prompt: Prompt, image_size: int, gt: np.ndarray | None = None) -> tuple:
+        """``prompt`` (full-image pixels) as model inputs on the cut frame."""
+        hw = self.cut(np.empty(self.hw, bool)).shape
+        if self.box is not None:
+            rows, cols = self.box
+            prompt = replace(prompt, points=[[x - cols.start, y - rows.start]
+                                             for x, y in prompt.points])
+        return prompt.model_inputs(hw, image_size, None if gt is None else self.cut(gt))
+
+    def paste(self, logits: torch.Tensor) -> np.ndarray:
+        """(1, 1, h, w) logits of the cut frame -> (H, W) logits of the full image."""
+        hw = self.cut(np.empty(self.hw, bool)).shape
+        out = logits_to_original(logits, hw).numpy()[0]
+        if self.box is None:
+            return out
+        full = np.full(self.hw, -20.0, dtype=np.float32)
+        full[self.box[0], self.box[1]] = out
+        return full
 
 
 def _cli(args: argparse.Namespace) -> int:

@@ -331,3 +331,72 @@ def test_prediction_runs_along_the_sequence_axis(tmp_path):
     assert key["axis"] == 0
     sl = (pred[key["frame"]] == 1), (gt[key["frame"]] == 1)
     assert 2 * (sl[0] & sl[1]).sum() / (sl[0].sum() + sl[1].sum()) > 0.9
+
+
+# ------------------------------------------------------------- One-Prompt frames cropped
+def _bordered_images(root: Path) -> StandardDataset:
+    """Images with a black border (the non-zero region is rows 6..25, cols 4..29)."""
+    from medsam2.data.layout import Volume, write_case, write_dataset_json
+
+    rng = np.random.default_rng(1)
+    for i, split in enumerate(("train", "train", "test", "test")):
+        img = np.zeros((32, 36), np.uint8)
+        img[6:26, 4:30] = rng.integers(40, 90, (20, 26))
+        lab = np.zeros((32, 36), np.uint8)
+        lab[10 + i:18 + i, 8:20] = 1
+        img[lab > 0] = 200
+        write_case(root, f"im{i}", split, Volume(img), Volume(lab), ".png")
+    write_dataset_json(root, {"cell": 1}, 2, ".png")
+    return StandardDataset(root)
+
+
+def test_one_prompt_frames_are_cut_as_the_training_cache_cuts_them(tmp_path):
+    """Before, One-Prompt frames were the whole image while a model with a preprocess
+    block trained on frames cut to the non-zero region."""
+    from medsam2.data.frames import IMAGENET_MEAN, IMAGENET_STD, Intensity
+    from medsam2.data.preprocess import preprocess_case
+    from medsam2.predict import ImageFrame
+
+    ds = _bordered_images(tmp_path / "ds")
+    image = ds.read_image(ds.case("im0"))
+    intensity = Intensity.for_channel("image")
+    norm = intensity.apply(image.array)
+    cached, _ = preprocess_case(image.array, ds.read_label(ds.case("im0")).array,
+                                image.spacing, intensity, 32, min_area=0, crop=True)
+    cut = ImageFrame.of(norm, crop=True)
+    assert cut.cut(norm).shape == (20, 26)
+    frame = cut.frame(norm, 32)[0, 0].numpy() * IMAGENET_STD[0] + IMAGENET_MEAN[0]
+    assert np.abs(frame - cached[0] / 255.0).max() < 1.5 / 255  # the same up to uint8
+    # a prompt moves with the cut; logits come back on the full grid, background outside
+    from medsam2.data.prompts import box_prompt
+
+    gt = ds.read_label(ds.case("im0")).array == 1
+    points, _ = cut.inputs(box_prompt(gt, 0), 32)
+    full, _ = ImageFrame.of(norm, crop=False).inputs(box_prompt(gt, 0), 32)
+    assert not np.allclose(points["point_coords"], full["point_coords"])
+    import torch
+
+    pasted = cut.paste(torch.zeros(1, 1, 8, 8))
+    assert pasted.shape == (32, 36) and (pasted[:6] == -20).all()
+    assert (pasted[6:26, 4:30] == 0).all()
+
+
+def test_one_prompt_prediction_with_a_preprocess_block_crops(tmp_path):
+    from medsam2.data.layout import read_volume
+    from medsam2.predict import predict_dataset
+    from medsam2.spec import TrackerSpec
+    from medsam2.typed import parse
+
+    ds = _bordered_images(tmp_path / "ds")
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(dataset_prompts(ds.root, "mask", seed=0, rate=1.0,
+                                               mode_2d="one_prompt")))
+    spec = parse(TrackerSpec, {"kind": "medsam2", "arch": "tiny", "image_size": 64,
+                               "checkpoint": "c.pt", "multimask_tracking": False,
+                               "preprocess": {"crop": True}})
+    predict_dataset(spec, None, ds.root, path, tmp_path / "pred", seed=0, mode_2d="one_prompt")
+    for case in ("im2", "im3"):  # mask-prompted (p = 1): SAM 2 outputs the prompt
+        pred = read_volume(tmp_path / "pred" / f"{case}.png").array == 1
+        gt = ds.read_label(ds.case(case)).array == 1
+        assert 2 * (pred & gt).sum() / (pred.sum() + gt.sum()) > 0.9
+        assert not pred[:6].any() and not pred[:, :4].any()  # outside the cut: background
