@@ -1,15 +1,17 @@
 """Predict the test split of a standard dataset with a MedSAM-2 / SAM 2 model.
 
-3D: every foreground label is an object, prompted on its key slice with the stored
-evaluation prompt (``results/prompts/{dataset}.json``) and propagated through the volume
-in both directions; the label map takes, per voxel, the label with the highest positive
-logit. The image encoder runs once per frame, axis and view; only the memory loop runs per label
+3D: every foreground label is an object, prompted on its key slice (the interactive
+protocol: also on the drawn slices) with the stored evaluation prompt
+(``results/prompts/{dataset}.json``) and propagated through the volume in both
+directions; the label map takes, per voxel, the label with the highest positive logit.
+The image encoder runs once per frame, axis and view; only the memory loop runs per label
 and direction. 2D: ``per_image`` prompts every test image on its own (a one-frame sequence);
 ``one_prompt`` is the paper's One-Prompt Segmentation: one prompted training image (the
-template, chosen by the seed) followed by all test images in a seeded order, segmented
-through memory alone. A model's ``predict`` block may set another input size than its
-training one, add mirrored views (averaged like the orientations) and, in 3D, keep only
-the label pieces that connect to a prompted slice.
+template: per label one that contains it, chosen by the seed) followed by all test images
+in a seeded order, segmented through memory alone (the interactive One-Prompt protocol
+also prompts the test images its prompts file drew). A model's ``predict`` block may set
+another input size than its training one, add mirrored views (averaged like the
+orientations) and, in 3D, keep only the label pieces that connect to a prompted slice.
 Predictions land in ``{out_dir}/{case}{file_ending}`` on the ground truth's grid.
 """
 
