@@ -1,15 +1,17 @@
 """Predict the test split of a standard dataset with a MedSAM-2 / SAM 2 model.
 
-3D: every foreground label is an object, prompted on its key slice with the stored
-evaluation prompt (``results/prompts/{dataset}.json``) and propagated through the volume
-in both directions; the label map takes, per voxel, the label with the highest positive
-logit. The image encoder runs once per frame, axis and view; only the memory loop runs per label
+3D: every foreground label is an object, prompted on its key slice (the interactive
+protocol: also on the drawn slices) with the stored evaluation prompt
+(``results/prompts/{dataset}.json``) and propagated through the volume in both
+directions; the label map takes, per voxel, the label with the highest positive logit.
+The image encoder runs once per frame, axis and view; only the memory loop runs per label
 and direction. 2D: ``per_image`` prompts every test image on its own (a one-frame sequence);
 ``one_prompt`` is the paper's One-Prompt Segmentation: one prompted training image (the
-template, chosen by the seed) followed by all test images in a seeded order, segmented
-through memory alone. A model's ``predict`` block may set another input size than its
-training one, add mirrored views (averaged like the orientations) and, in 3D, keep only
-the label pieces that connect to a prompted slice.
+template: per label one that contains it, chosen by the seed) followed by all test images
+in a seeded order, segmented through memory alone (the interactive One-Prompt protocol
+also prompts the test images its prompts file drew). A model's ``predict`` block may set
+another input size than its training one, add mirrored views (averaged like the
+orientations) and, in 3D, keep only the label pieces that connect to a prompted slice.
 Predictions land in ``{out_dir}/{case}{file_ending}`` on the ground truth's grid.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -29,13 +32,21 @@ from medsam2.config import add_model_config_args, tracker_spec_from_args
 from medsam2.data.frames import (
     Intensity,
     logits_to_original,
+    sequence_axis,
     slices,
     to_model_frames,
     unslice,
 )
 from medsam2.data.layout import StandardDataset, Volume, write_volume
 from medsam2.data.preprocess import crop_box
-from medsam2.data.prompts import SLICE_AXIS_3D, Prompt, load_prompts, make_prompt
+from medsam2.data.prompts import (
+    EMPTY,
+    SLICE_AXIS_3D,
+    Prompt,
+    empty_prompt,
+    load_prompts,
+    make_prompt,
+)
 from medsam2.model.build import build_from_spec
 from medsam2.model.predictor import ChunkedFeatures, segment_objects
 from medsam2.spec import TrackerSpec
@@ -59,7 +70,7 @@ class Orientations:
     loses or overshoots an object (``predict.mirror`` of a model's config).
     """
 
-    axes: tuple[int, ...] = (SLICE_AXIS_3D,)
+    axes: tuple[int, ...] | None = None  # None: the volume's sequence axis
     reverse: bool = False
     fusion: str = "mean"  # mean of probabilities | vote (majority of binary masks)
     mirror: tuple[tuple[int, ...], ...] = ()  # extra views, e.g. ((0, 1),): turned 180 deg
@@ -73,7 +84,15 @@ class Orientations:
     def from_spec(cls, spec: TrackerSpec) -> Orientations:
         """A tracker's ``orientations`` block with its ``predict.mirror`` views."""
         block = spec.orientations
-        return cls(tuple(block.axes), block.reverse, block.fusion, spec.predict.views)
+        axes = None if block.axes is None else tuple(block.axes)
+        return cls(axes, block.reverse, block.fusion, spec.predict.views)
+
+    def axes_for(self, spacing: tuple[float, ...] | None) -> tuple[int, ...]:
+        """The axes segmented for a volume of this spacing: those set, else its sequence
+        axis (``frames.sequence_axis``, the axis its prompts and training slice along)."""
+        if self.axes is not None:
+            return self.axes
+        return (SLICE_AXIS_3D if spacing is None else sequence_axis(spacing),)
 
     def fuse(self, logits: list[np.ndarray]) -> np.ndarray:
         """Foreground score in [0, 1] from per-orientation logits."""
@@ -187,7 +206,8 @@ def mirror_prompt(prompt: Prompt, axes: tuple[int, ...], hw: tuple[int, int]) ->
 def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict,
                    label: np.ndarray | None, labels: dict[str, int], image_size: int,
                    orientations: Orientations = Orientations(), chunk_size: int | None = None,
-                   crop: bool = False, connected_to_prompt: bool = False) -> np.ndarray:
+                   crop: bool = False, connected_to_prompt: bool = False,
+                   spacing: tuple[float, ...] | None = None) -> np.ndarray:
     """Label map of one 3D image from per-label prompts: per axis the key slice's, and in
     the interactive setting those of further slices; with ``connected_to_prompt`` each
     label then keeps only what connects to its prompted slices
@@ -196,7 +216,8 @@ def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict
     norm = intensity.apply(image)
     logits: dict[str, list[np.ndarray]] = {name: [] for name in prompts}
     directions = (False, True) if orientations.reverse else (False,)
-    for axis in orientations.axes:
+    axes = orientations.axes_for(spacing)
+    for axis in axes:
         inputs = {}  # label -> (its prompts on this axis, GT slices of its mask prompts)
         for name, plist in prompts.items():
             on_axis = [p for p in plist if p.axis == axis]
@@ -219,7 +240,7 @@ def predict_volume(model, image: np.ndarray, intensity: Intensity, prompts: dict
     scores = {labels[name]: orientations.fuse(lgs) for name, lgs in logits.items()}
     pred = labels_from_scores(scores, image.shape)
     if connected_to_prompt:
-        used = {name: [p for p in plist if p.axis in orientations.axes]
+        used = {name: [p for p in plist if p.axis in axes and p.kind != EMPTY]
                 for name, plist in prompts.items()}
         pred = keep_prompted_components(pred, used, labels)
     return pred
@@ -276,7 +297,8 @@ def predict_dataset(
     print(f"predict {dataset_dir} on {device} at {image_size} px")
     model.eval()
     ds = StandardDataset(dataset_dir)
-    prompts = load_prompts(prompts_path)["cases"]
+    stored = load_prompts(prompts_path)
+    prompts = stored["cases"]
     intensity = _intensity(ds)
     orientations = Orientations.from_spec(spec)
     crop = spec.preprocess is not None and spec.preprocess.crop  # as in training
@@ -284,7 +306,11 @@ def predict_dataset(
     cases = ds.cases("test")
     written = []
     if not ds.is_3d and mode_2d == "one_prompt":
-        return _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed)
+        return _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed,
+                              stored.get("drawn"), crop)
+    if stored.get("protocol") == "interactive_one_prompt":
+        raise ValueError(f"{prompts_path}: interactive One-Prompt prompts, but mode_2d is "
+                         f"'{mode_2d}' on {'3D' if ds.is_3d else '2D'} data")
     for case in tqdm(cases, desc=f"predict {ds.name}", unit="case"):
         image = ds.read_image(case)
         label = ds.read_label(case).array if case.label is not None else None
@@ -297,7 +323,8 @@ def predict_dataset(
         if image.ndim == 3:
             pred = predict_volume(model, image.array, intensity, case_prompts, label,
                                   ds.labels, image_size, orientations, crop=crop,
-                                  connected_to_prompt=spec.predict.connected_to_prompt)
+                                  connected_to_prompt=spec.predict.connected_to_prompt,
+                                  spacing=image.spacing)
         else:
             pred = _predict_image(model, image.array, intensity, case_prompts, label,
                                   ds.labels, image_size, crop, orientations)
@@ -323,40 +350,165 @@ def _predict_image(model, image, intensity, prompts, label, labels, image_size,
     return labels_from_scores(scores, image.shape)
 
 
-def _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed) -> list[Path]:
-    """One prompted training template, then every test image through memory only."""
+def _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed,
+                   drawn: dict[str, list[str]] | None = None, crop: bool = False) -> list[Path]:
+    """One prompted training template, then every test image through memory only (in the
+    interactive One-Prompt protocol, the ``drawn`` test images prompted too); with
+    ``crop`` each image cut as the training cache cuts it (:class:`ImageFrame`)."""
     rng = np.random.default_rng(seed)
-    train_cases = ds.cases("train")
-    if not train_cases:
-        raise ValueError(f"{ds.root}: one_prompt mode needs a training image as template")
-    template = train_cases[int(rng.integers(len(train_cases)))]
-    t_img = ds.read_image(template).array
-    t_lab = ds.read_label(template).array
+    templates = choose_templates(ds, rng, seed)
     tests = [ds.cases("test")[i] for i in rng.permutation(len(ds.cases("test")))]
     images = [ds.read_image(c) for c in tests]
-    stack = [intensity.apply(t_img)] + [intensity.apply(im.array) for im in images]
-    frames = torch.cat([to_model_frames(s[None], image_size) for s in stack])
+    norms = [intensity.apply(im.array) for im in images]
+    cuts = [ImageFrame.of(n, crop) for n in norms]
+    test_frames = [c.frame(n, image_size) for c, n in zip(cuts, norms)]
     kind = next((ps[0].kind for c in prompts.values() for ps in c.values()), "box")
-    # every label runs through the same pseudo-video: encode it once
-    features = ChunkedFeatures.for_passes(model, frames, passes=len(ds.labels))
-    inputs = {}
-    for value in ds.labels.values():
-        mask = t_lab == value
-        if mask.any():
+    per_label = {}
+    for template, names in _by_template(templates).items():
+        t_img = ds.read_image(template).array
+        t_lab = ds.read_label(template).array
+        t_norm = intensity.apply(t_img)
+        t_cut = ImageFrame.of(t_norm, crop)
+        frames = torch.cat([t_cut.frame(t_norm, image_size), *test_frames])
+        # the labels sharing a template run through one pseudo-video, tracked together
+        features = ChunkedFeatures.for_passes(model, frames, passes=len(names))
+        values, inputs = [], []
+        for name in names:
+            value = ds.labels[name]
+            mask = t_lab == value
             prompt = make_prompt(kind, mask, 0)
-            inputs[value] = {0: prompt.model_inputs(t_img.shape, image_size, mask)}
-    per_label = dict(zip(inputs, segment_objects(model, features, list(inputs.values()))))
+            values.append(value)
+            inputs.append({0: t_cut.inputs(prompt, image_size, mask),
+                           **drawn_inputs(ds, tests, prompts, drawn, value, image_size, cuts)})
+        per_label.update(zip(values, segment_objects(model, features, inputs), strict=True))
     written = []
     for i, (case, image) in enumerate(zip(tests, images), start=1):
-        scores = {v: Orientations().fuse([logits_to_original(lo[i:i + 1],
-                                                              image.array.shape).numpy()[0]])
+        scores = {v: Orientations().fuse([cuts[i - 1].paste(lo[i:i + 1])])
                   for v, lo in per_label.items()}
         pred = labels_from_scores(scores, image.array.shape)
         written.append(write_volume(out_dir / f"{case.case_id}{ds.file_ending}",
                                     Volume(pred, image.affine), is_label=True))
-    (out_dir / "one_prompt_template.json").write_text(
-        json.dumps({"template": template.case_id, "order": [c.case_id for c in tests]}) + "\n")
+    chosen = {name: None if case is None else case.case_id for name, case in templates.items()}
+    (out_dir / "one_prompt_template.json").write_text(json.dumps({
+        "template": next((c for c in chosen.values() if c is not None), None),
+        "templates": chosen, "no_template": [n for n, c in chosen.items() if c is None],
+        "order": [c.case_id for c in tests]}) + "\n")
     return written
+
+
+def choose_templates(ds: StandardDataset, rng: np.random.Generator, seed: int) -> dict:
+    """Label name -> the training case that is its One-Prompt template, drawn (seeded)
+    among the training images that contain the label; None where none does.
+
+    A template without the label would leave that label unpredicted on every test image.
+    One draw among all training images comes first, and a label it contains keeps it
+    (so a single-label set draws as it always did); a label it lacks draws again among
+    the images that contain it, from its own seeded stream. Either way each label's
+    template is uniform over the training images that contain it. A label with none is
+    printed and recorded (``no_template`` in one_prompt_template.json), never hidden."""
+    train = ds.cases("train")
+    if not train:
+        raise ValueError(f"{ds.root}: one_prompt mode needs a training image as template")
+    first = train[int(rng.integers(len(train)))]
+    present = {}  # case id -> label values it shows (read only when needed)
+
+    def shows(case, value: int) -> bool:
+        if case.case_id not in present:
+            present[case.case_id] = set(np.unique(ds.read_label(case).array).tolist())
+        return value in present[case.case_id]
+
+    out = {}
+    for name, value in ds.labels.items():
+        if shows(first, value):
+            out[name] = first
+            continue
+        having = [c for c in train if shows(c, value)]
+        if not having:
+            print(f"{ds.root}: no training image contains label '{name}': it has no "
+                  "One-Prompt template and is not predicted")
+            out[name] = None
+            continue
+        own = np.random.default_rng([seed, zlib.crc32(name.encode())])
+        out[name] = having[int(own.integers(len(having)))]
+    return out
+
+
+def _by_template(templates: dict) -> dict:
+    """Template case -> the label names it serves (labels without one left out)."""
+    groups: dict = {}
+    for name, case in templates.items():
+        if case is not None:
+            groups.setdefault(case, []).append(name)
+    return groups
+
+
+def drawn_inputs(ds: StandardDataset, tests: list, prompts: dict, drawn: dict | None,
+                 value: int, image_size: int, cuts: list | None = None) -> dict[int, tuple]:
+    """Interactive One-Prompt: frame (1 + position in ``tests``) -> model inputs of the
+    test images drawn for the label of ``value`` (``drawn``: case -> label names, from
+    the prompts file). A drawn image that shows the label gets its stored prompt; one
+    that lacks it an empty mask, as a drawn 3D slice without the object. No ``drawn``
+    (pure One-Prompt): none. ``cuts``: each test image's :class:`ImageFrame`."""
+    if not drawn:
+        return {}
+    name = next(n for n, v in ds.labels.items() if v == value)
+    out = {}
+    for i, case in enumerate(tests, start=1):
+        if name not in drawn.get(case.case_id, ()):
+            continue
+        stored = prompts.get(case.case_id, {}).get(name)
+        if not stored:
+            out[i] = empty_prompt(0).model_inputs((1, 1), image_size)
+            continue
+        prompt = stored[0]
+        gt = ds.read_label(case).array == value if prompt.kind == "mask" else None
+        if cuts is not None:
+            out[i] = cuts[i - 1].inputs(prompt, image_size, gt)
+            continue
+        hw = gt.shape if gt is not None else ds.read_image(case).array.shape[:2]
+        out[i] = prompt.model_inputs(hw, image_size, gt)
+    return out
+
+
+@dataclass(frozen=True)
+class ImageFrame:
+    """A 2D image as a One-Prompt frame: with ``box`` cut to its non-zero region, as
+    ``medsam2 preprocess`` cuts each training image (``crop_box``), so a model trained on
+    cropped frames sees cropped frames; prompts move with the cut and logits are pasted
+    back (background outside), as :class:`_Sequence` does for volumes and per-image runs."""
+
+    hw: tuple[int, int]  # the full image
+    box: tuple[slice, slice] | None = None
+
+    @classmethod
+    def of(cls, norm: np.ndarray, crop: bool) -> ImageFrame:
+        return cls(norm.shape[:2], crop_box(norm[None]) if crop else None)
+
+    def cut(self, array: np.ndarray) -> np.ndarray:
+        return array if self.box is None else array[self.box[0], self.box[1]]
+
+    def frame(self, norm: np.ndarray, image_size: int) -> torch.Tensor:
+        """(1, 3, S, S) model input of the (cut) image."""
+        return to_model_frames(self.cut(norm)[None], image_size)
+
+    def inputs(self, prompt: Prompt, image_size: int, gt: np.ndarray | None = None) -> tuple:
+        """``prompt`` (full-image pixels) as model inputs on the cut frame."""
+        hw = self.cut(np.empty(self.hw, bool)).shape
+        if self.box is not None:
+            rows, cols = self.box
+            prompt = replace(prompt, points=[[x - cols.start, y - rows.start]
+                                             for x, y in prompt.points])
+        return prompt.model_inputs(hw, image_size, None if gt is None else self.cut(gt))
+
+    def paste(self, logits: torch.Tensor) -> np.ndarray:
+        """(1, 1, h, w) logits of the cut frame -> (H, W) logits of the full image."""
+        hw = self.cut(np.empty(self.hw, bool)).shape
+        out = logits_to_original(logits, hw).numpy()[0]
+        if self.box is None:
+            return out
+        full = np.full(self.hw, -20.0, dtype=np.float32)
+        full[self.box[0], self.box[1]] = out
+        return full
 
 
 def _cli(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Literal, get_type_hints
 
 import yaml
 
+from medsam2 import protocols
 from medsam2.typed import (
     SpecError,
     check_rules,
@@ -64,14 +65,33 @@ class DatasetSpec:
     prompt: Prompt | None = knob(None, help="evaluation prompt on the key slice (default: "
                                             "the registry file's, else box)")
     prompt_rate: float = knob(0.0, minimum=0, maximum=1,
-                              help="3D, the paper's interactive setting: besides the key "
-                                   "slice, each slice showing the label is prompted with this "
-                                   "probability (paper 0.25; 0 = key slice only)")
+                              help="the interactive protocols: 3D, besides the key slice "
+                                   "each slice of the volume is prompted with this probability "
+                                   "(paper 0.25); One-Prompt 2D, each test image (paper 0.3); "
+                                   "0 = none drawn")
     mode_2d: Literal["per_image", "one_prompt"] = knob(
         "per_image", help="2D: prompt every image, or One-Prompt (one prompted template)")
     paper_key: str | None = knob(None, help="dataset key in the paper's reported numbers")
     paper_structures: dict[str, str] = knob(
         {}, help="our label name -> structure name in the paper's tables")
+    protocol: Literal["key_slice", "interactive", "per_image", "one_prompt",
+                      "interactive_one_prompt"] | None = knob(
+        None, help="evaluation protocol (medsam2/protocols.py; default: the one mode_2d and "
+                   "prompt_rate imply); the One-Prompt ones set mode_2d to one_prompt")
+
+    def __post_init__(self) -> None:
+        # the One-Prompt protocols are a 2D mode: one field decides, the other follows
+        if self.protocol in ("one_prompt", "interactive_one_prompt"):
+            object.__setattr__(self, "mode_2d", "one_prompt")
+
+    def check(self, path: str) -> None:
+        if self.protocol == "per_image" and self.mode_2d == "one_prompt":
+            raise SpecError(join(path, "mode_2d"), "one_prompt contradicts protocol per_image")
+        if self.protocol is not None:
+            try:
+                protocols.check(self.protocol, None, self.prompt_rate)
+            except ValueError as err:
+                raise SpecError(join(path, "protocol"), str(err)) from None
 
     def split_fraction(self) -> float | None:
         """Held-out fraction (None: the source's own split)."""
@@ -99,6 +119,9 @@ class RegistryDataset(DatasetSpec):
     test_fraction: float | None = knob(
         None, exclusive_minimum=0, maximum=1,
         help="held-out fraction (default: the registry file's split)")
+    group_by: str | None = knob(
+        None, help="split by this group key of the converter's cases (cadvidset: video), "
+                   "so that no group (a video's frames) lands in both train and test")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -252,8 +275,10 @@ class PreprocessSpec:
 class OrientationsSpec:
     """3D inference orders; the paper's 6 = axes [0, 1, 2] with reverse."""
 
-    axes: tuple[Literal[0, 1, 2], ...] = knob((2,), min_items=1, unique=True,
-                                               help="slicing axes segmented")
+    axes: tuple[Literal[0, 1, 2], ...] | None = knob(
+        None, min_items=1, unique=True,
+        help="slicing axes segmented (default: each volume's sequence axis, the coarsest, "
+             "as prompts and training take it)")
     reverse: bool = knob(False, help="also segment each axis in reversed order")
     fusion: Literal["mean", "vote"] = knob("mean", help="mean of probabilities or "
                                                         "majority vote")
@@ -570,6 +595,20 @@ class Config:
                 raise SpecError(join(join("datasets", name), "registry"),
                                 f"no registry file {self.registry_file(name)}",
                                 f"known: {', '.join(self.registry_keys_known())}")
+        for name, spec in self.datasets.items():
+            if isinstance(spec, RegistryDataset) and spec.group_by is not None:
+                keys = _converter_group_keys(str(self.registry_file(name)))
+                if spec.group_by not in keys:
+                    raise SpecError(join(join("datasets", name), "group_by"),
+                                    f"the cases of dataset '{name}' carry no group key "
+                                    f"'{spec.group_by}': they cannot be split by it",
+                                    f"keys its converter gives: {', '.join(keys) or 'none'}")
+        for name in self.datasets:
+            try:
+                self.protocol(name)
+            except ValueError as err:
+                raise SpecError(join(join("datasets", name), "protocol"), str(err),
+                                "set protocol, mode_2d or prompt_rate to fit the data") from None
         for name, spec in self.models.items():
             spec.check_config(self, join("models", name))
         self.require_datasets(self.report.table2_datasets, "report.table2_datasets")
@@ -610,6 +649,23 @@ class Config:
         if isinstance(spec, RegistryDataset):
             return _registry_prompt(str(self.registry_file(dataset)))
         return "box"
+
+    def dataset_dims(self, dataset: str) -> int | None:
+        """2 or 3 as far as the config tells (registry file, generator, ``dims``)."""
+        spec = self.datasets[dataset]
+        if isinstance(spec, SyntheticDataset):
+            return 3 if spec.generator == "abdomen3d" else 2
+        if isinstance(spec, LocalDataset):
+            return spec.dims
+        if isinstance(spec, RegistryDataset):
+            return _registry_entry(str(self.registry_file(dataset))).get("dims")
+        return None
+
+    def protocol(self, dataset: str) -> str:
+        """The dataset's evaluation protocol by name (medsam2/protocols.py)."""
+        spec = self.datasets[dataset]
+        return protocols.resolve(spec.protocol, self.dataset_dims(dataset), spec.mode_2d,
+                                 spec.prompt_rate)
 
     def model_datasets(self, model: str) -> list[str]:
         """The datasets a model is evaluated on (default: all datasets of the config)."""
@@ -660,8 +716,21 @@ def _nearest(name: str, known: list[str]) -> str:
 
 
 @cache
+def _registry_entry(path: str) -> dict:
+    return yaml.safe_load(Path(path).read_text()) or {}
+
+
+def _converter_group_keys(registry_file: str) -> tuple[str, ...]:
+    """The group keys (``GROUP_KEYS``) the dataset's converter puts on its cases."""
+    converter = _registry_entry(registry_file).get("converter")
+    if not converter:
+        return ()
+    module = importlib.import_module(f"medsam2.data.converters.{converter}")
+    return tuple(getattr(module, "GROUP_KEYS", ()))
+
+
 def _registry_prompt(path: str) -> Prompt:
-    return yaml.safe_load(Path(path).read_text()).get("prompt", "box")
+    return _registry_entry(path).get("prompt", "box")
 
 
 def _dataset_class(entry: Any, path: str) -> type[DatasetSpec]:

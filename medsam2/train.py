@@ -33,10 +33,16 @@ import yaml
 from tqdm import tqdm
 
 from medsam2.config import add_model_config_args, tracker_spec_from_args
-from medsam2.data.frames import Intensity, slices, to_model_frames, to_model_masks
+from medsam2.data.frames import (
+    Intensity,
+    sequence_axis,
+    slices,
+    to_model_frames,
+    to_model_masks,
+)
 from medsam2.data.layout import StandardDataset
 from medsam2.data.preprocess import is_cache, load_cache
-from medsam2.data.prompts import SLICE_AXIS_3D, make_prompt
+from medsam2.data.prompts import make_prompt
 from medsam2.data.videos import VideoSampler
 from medsam2.model.build import build_from_spec, read_checkpoint, save_checkpoint
 from medsam2.spec import TrackerSpec, TrainSpec
@@ -85,16 +91,18 @@ class ClipSampler:
         ds = StandardDataset(d)
         channel = next(iter(ds.meta["channel_names"].values()))
         intensity = Intensity.for_channel(channel)
-        loaded = [(intensity.apply(img.array), lab.array)
+        loaded = [(intensity.apply(img.array), lab.array, img.spacing)
                   for _, img, lab in tqdm(list(ds.iter_cases("train")),
                                           desc=f"load {ds.name}", unit="case")]
         if not loaded:
             raise ValueError(f"{d}: no training cases")
         if ds.is_3d:
-            self.cases += [(slices(i, SLICE_AXIS_3D), slices(lb, SLICE_AXIS_3D), ds.labels)
-                           for i, lb in loaded]
+            # frames along each volume's sequence axis, as prompts and prediction take them
+            self.cases += [(slices(i, sequence_axis(sp)), slices(lb, sequence_axis(sp)),
+                            ds.labels) for i, lb, sp in loaded]
         else:
-            self.sets_2d.append(([i for i, _ in loaded], [lb for _, lb in loaded], ds.labels))
+            self.sets_2d.append(([i for i, _, _ in loaded], [lb for _, lb, _ in loaded],
+                                 ds.labels))
 
     def sample(self, rng: np.random.Generator, clip_len: int) -> tuple[np.ndarray, np.ndarray]:
         """(T, H, W) images in [0, 1] and (T, H, W) binary masks; frame 0 has the object."""

@@ -79,24 +79,37 @@ def test_dataset_prompts_round_trip(phantom3d, tmp_path):
         make_prompt("scribble", _mask(), 0)
 
 
-def test_prompt_rate_adds_seeded_slices_that_show_the_object():
-    """The paper's interactive setting: the key slice, plus each other slice showing the
-    object with probability ``rate``; never an empty slice; reproducible from the seed."""
-    from medsam2.data.prompts import volume_prompts
+def test_interactive_draws_over_all_slices_and_prompts_empty_ones_with_an_empty_mask():
+    """The interactive protocol: the key slice, plus each other slice of the volume drawn
+    with probability ``rate`` over *all* slices (drawing only among the object's slices
+    would leak its extent from the test labels); a drawn slice without the object gets
+    an empty-mask prompt, as the authors' code gives a zero mask; reproducible."""
+    from medsam2.data.prompts import EMPTY, volume_prompts
 
     vol = np.zeros((12, 14, 30), bool)
     vol[3:9, 4:10, 5:25] = True  # the object is on slices 5..24 of axis 2
     vol[2:10, 3:11, 15] = True  # largest on slice 15
     assert [p.frame for p in volume_prompts(vol, "box") if p.axis == 2] == [15]
     every = [p for p in volume_prompts(vol, "box", 1.0, np.random.default_rng(0)) if p.axis == 2]
-    assert [p.frame for p in every] == [15, *[f for f in range(5, 25) if f != 15]]
-    assert all(p.points == box_prompt(vol[:, :, p.frame], p.frame).points for p in every)
-    some = [p.frame for p in volume_prompts(vol, "mask", 0.25, np.random.default_rng(3))
+    assert [p.frame for p in every] == [15, *[f for f in range(30) if f != 15]]
+    for p in every:
+        if 5 <= p.frame < 25:
+            assert p.kind == "box" and p.points == box_prompt(vol[:, :, p.frame], p.frame).points
+        else:
+            assert p.kind == EMPTY and p.points == [] and p.labels == []
+    some = [p for p in volume_prompts(vol, "mask", 0.25, np.random.default_rng(3))
             if p.axis == 2]
-    again = [p.frame for p in volume_prompts(vol, "mask", 0.25, np.random.default_rng(3))
+    again = [p for p in volume_prompts(vol, "mask", 0.25, np.random.default_rng(3))
              if p.axis == 2]
-    assert some == again and some[0] == 15 and 1 < len(some) < 20
-    assert set(some) <= set(range(5, 25))
+    assert [p.frame for p in some] == [p.frame for p in again] and some[0].frame == 15
+    assert 1 < len(some) < 30
+    # over many draws, slices without the object are drawn about as often as the others
+    outside = [p for seed in range(20) for p in volume_prompts(
+        vol, "box", 0.25, np.random.default_rng(seed)) if p.axis == 2 and p.kind == EMPTY]
+    assert outside and {p.frame for p in outside} <= set(range(5)) | set(range(25, 30))
+    assert 0.15 < len(outside) / (20 * 10) < 0.35
+    _, mask_in = outside[0].model_inputs((12, 14), 32)
+    assert mask_in.shape == (1, 1, 32, 32) and mask_in.sum() == 0
     with pytest.raises(ValueError, match="needs an rng"):
         volume_prompts(vol, "box", 0.25)
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):

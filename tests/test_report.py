@@ -127,7 +127,7 @@ def test_hand_fixture_table_values_bold_missing_and_footnotes(hand, tmp_path):
     assert "<b>70.0 ± 14.1</b>" in html
 
     notes = " ".join(t2.footnotes)
-    assert "dA: box, dB: click" in notes
+    assert "dA: key slice, box prompts; dB: key slice, click prompts" in notes
     assert "Seed(s): 7" in notes
     assert "counted as the image diagonal in mm in means (1 case-labels)" in notes
     assert "Test cases: dA: 2, dB: 2" in notes
@@ -211,6 +211,10 @@ def test_bootstrap_is_seeded_and_wilcoxon_matches_scipy():
 def paper_config() -> dict:
     datasets = {d: {"source": "registry", "prompt": "box", "paper_key": d} for d in
                 PAPER_DATASETS}
+    for d, entry in datasets.items():  # the paper's setting: Δ beside its numbers
+        two_d = d in ("wbc", "refuge", "stare", "pendal", "cadvidset")
+        entry.update(protocol="interactive_one_prompt", prompt_rate=0.3) if two_d else \
+            entry.update(protocol="interactive", prompt_rate=0.25)
     datasets["btcv"]["paper_structures"] = {f"organ{i}": s for i, s in
                                             enumerate(BTCV_STRUCTURES, 1)}
     models = {
@@ -473,9 +477,10 @@ def test_tables_from_the_real_paper_config(tmp_path):
     config = yaml.safe_load((root / "config" / "paper.yaml").read_text())
     rng = np.random.default_rng(1)
     frames = []
+    spec = Config.from_dict(config)
     for model in config["models"]:
-        for d in Config.from_dict(config).model_datasets(model):
-            reg = yaml.safe_load((root / "config" / "datasets" / f"{d}.yaml").read_text())
+        for d in spec.model_datasets(model):
+            reg = yaml.safe_load(spec.registry_file(d).read_text())
             vals = {(f"case{c}", lab): float(rng.uniform(0.3, 0.95)) for c in range(3)
                     for lab in reg["labels"]}
             frames.append(metric_rows(d, model, vals))
@@ -483,16 +488,28 @@ def test_tables_from_the_real_paper_config(tmp_path):
     write_metrics(mdir, pd.concat(frames))
     ctx, _ = build.prepare(mdir, write_config(tmp_path / "paper.json", config))
     tables = {t.name: t for t in build.build_tables(ctx)}
-    t1 = tables["table1_dice"]
-    assert [c.name for c in t1.columns][-1] == "mean" and len(t1.columns) == 13
-    assert "spleen" in t1.columns[0].name
+    t1 = tables["table1_dice"]  # BTCV in the headline and the key-slice protocol
+    names = [c.name for c in t1.columns]
+    assert names[12] == "btcv: mean" and names[-1] == "btcv-key-slice: mean"
+    assert len(t1.columns) == 26 and "spleen" in t1.columns[0].name
     assert len(t1.blocks[1].mean) == 20  # the paper's 20 models, reported numbers
     assert "medsam2 (MedSAM-2)" in t1.blocks[0].mean.index
-    t2 = tables["table2_dice"]
-    assert len(t2.columns) == 12 and t2.blocks[1].mean.loc["MedSAM-2", "kits23"] == \
+    delta1 = t1.blocks[2].mean
+    assert delta1["btcv: mean"].notna().all() and delta1["btcv-key-slice: mean"].isna().all()
+    t2 = tables["table2_dice"]  # 11 tasks x 2 protocols + the mean
+    assert len(t2.columns) == 23 and t2.blocks[1].mean.loc["MedSAM-2", "kits23"] == \
         pytest.approx(0.782)
+    assert t2.blocks[1].mean.loc["MedSAM-2", "kits23-key-slice"] == pytest.approx(0.782)
     ours2 = t2.blocks[0].mean
     assert {"medsam2 (MedSAM-2)", "sam2 (SAM2)", "nnunet (nnUNet)"} <= set(ours2.index)
+    assert ours2.loc["nnunet (nnUNet)", "kits23-key-slice"] != \
+        ours2.loc["nnunet (nnUNet)", "kits23-key-slice"]  # NaN: nnU-Net runs once per task
+    notes = " ".join(t2.footnotes)
+    assert "kits23: interactive 3D, p = 0.25, click prompts" in notes
+    assert "wbc-one-prompt: One-Prompt, click prompts" in notes
     t3 = tables["table3_dice"]
     assert [r.split(" (")[0] for r in t3.blocks[0].mean.index] == list(ABLATION_STEPS.values())
+    assert t3.blocks[0].mean.index[0] == "none (sam2-finetuned)"  # SAM 2 FIFO, fine-tuned
+    assert t3.blocks[0].mean.index[-1] == "+resampling (medsam2)"  # the main model itself
     assert t3.blocks[1].mean.loc["+resampling"].notna().all()
+    assert "object pointers" in " ".join(t3.footnotes)

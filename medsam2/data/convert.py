@@ -42,6 +42,7 @@ from medsam2.data.layout import (
     affine_from_spacing,
     check_label,
     check_pair,
+    grouped_split,
     label_values,
     nifti_affine_mm,
     png_loss,
@@ -72,13 +73,16 @@ class RawCase:
 
     ``label`` is one label file, or ``((path, value), ...)`` binary masks composed into
     one label (later masks win where they overlap); None when no label was found.
-    ``spacing`` overrides the files' own geometry (NumPy arrays carry none).
+    ``spacing`` overrides the files' own geometry (NumPy arrays carry none). ``groups``
+    names what the case belongs to (``(("video", "v03"),)``): a split by group keeps each
+    group on one side (a converter lists the keys it gives in ``GROUP_KEYS``).
     """
 
     case_id: str
     image: Path
     label: Path | tuple[tuple[Path, int], ...] | None
     spacing: tuple[float, ...] | None = None
+    groups: tuple[tuple[str, str], ...] = ()
 
 
 # --------------------------------------------------------------------------- reading
@@ -394,6 +398,7 @@ def run_conversion(
     max_skipped: int | None = None,
     rejected: dict[str, str] | None = None,
     label_origin: str = "the dataset file",
+    group_by: str | None = None,
 ) -> ConversionReport:
     """Convert ``cases`` into ``out`` atomically (a temp folder renamed at the end).
 
@@ -405,7 +410,9 @@ def run_conversion(
 
     2D cases are PNG while PNG holds them exactly; one float, signed or non-unit-spacing
     2D image makes the whole dataset one-slice (x, y, 1) NIfTI (``is_2d``), so that
-    neither values nor spacing are lost (dataset.json has one file ending).
+    neither values nor spacing are lost (dataset.json has one file ending). With ``group_by``
+    the split keeps each group (e.g. a video's frames) on one side; a case without that
+    group key fails the conversion naming the dataset and the case.
     """
     if not cases:
         raise ConversionError(f"{name}: no cases found (is the layout what the converter expects?)")
@@ -414,6 +421,14 @@ def run_conversion(
     if dupes:
         raise ConversionError(f"{name}: duplicate case ids {dupes[:5]}")
     rejected = rejected or {}
+    group_of = {}
+    if group_by is not None:
+        ungrouped = [c.case_id for c in cases if group_by not in dict(c.groups)]
+        if ungrouped:
+            raise ConversionError(f"{name}: split.group_by '{group_by}': no such group for "
+                                  f"cases {ungrouped[:5]} (the converter gives "
+                                  f"{sorted({k for c in cases for k, _ in c.groups}) or 'none'})")
+        group_of = {c.case_id: dict(c.groups)[group_by] for c in cases}
     ending = ".png" if dims == 2 else ".nii.gz"
     why_nifti: str | None = None
     tmp = out.parent / f".{out.name}.converting"
@@ -462,7 +477,12 @@ def run_conversion(
         info["stored_as"] = ending
     # Split over the cases that converted, so a bad case never empties a split.
     done = report.converted
-    train, test = seeded_split(done, test_fraction, seed) if len(done) > 1 else ([], done)
+    if len(done) <= 1:
+        train, test = [], done
+    elif group_by is not None:
+        train, test = grouped_split({c: group_of[c] for c in done}, test_fraction, seed)
+    else:
+        train, test = seeded_split(done, test_fraction, seed)
     for cid in test:
         for folder, name in (("imagesTr", f"{cid}_0000{ending}"), ("labelsTr", f"{cid}{ending}")):
             dest = tmp / folder.replace("Tr", "Ts") / name
@@ -480,6 +500,10 @@ def run_conversion(
         report.dataset_info["stored_as_nifti_because"] = why_nifti
         meta["is_2d"] = True
     write_splits(tmp, train, test, seed)
+    if group_by is not None:  # the groups beside the split, so a reader can check it
+        splits = json.loads((tmp / "splits.json").read_text())
+        splits.update(group_by=group_by, groups={c: group_of[c] for c in done})
+        (tmp / "splits.json").write_text(json.dumps(splits, indent=2) + "\n")
     (tmp / "conversion_report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     write_dataset_json(tmp, out_labels, len(train), ending, {"0": channel_name},
                        numTest=len(test), **meta)
@@ -490,7 +514,8 @@ def run_conversion(
 
 
 def convert_dataset(spec: DatasetSpec, src: Path, out: Path, seed: int = 0,
-                    test_fraction: float | None = None) -> ConversionReport:
+                    test_fraction: float | None = None,
+                    group_by: str | None = None) -> ConversionReport:
     """Convert one registry dataset from its extracted folder into ``out``."""
     from medsam2.data.converters import CONVERTERS
 
@@ -505,6 +530,7 @@ def convert_dataset(spec: DatasetSpec, src: Path, out: Path, seed: int = 0,
         test_fraction if test_fraction is not None else spec.split["test_fraction"],
         spec.channel_name, meta, rules=spec.rules, max_skipped=spec.max_skipped,
         label_origin=f"config/datasets/{spec.key}.yaml",
+        group_by=group_by,
     )
 
 

@@ -44,6 +44,19 @@ class Intensity:
         return np.clip((a - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0)
 
 
+def sequence_axis(spacing: tuple[float, ...]) -> int:
+    """The axis a volume's frames are taken along: the coarsest one (the last on ties,
+    spacings equal to float precision counting as ties), so that each frame lies in the
+    two finest axes, as the paper slices volumes "along the two highest-resolution axes".
+
+    The one definition for prompts (key slices), training, the preprocessing cache,
+    prediction and the report's overlays: a model is prompted, trained and applied on
+    the same frames. For the usual thick-slice CT or MR in RAS/LPS order it is NIfTI
+    axis 2 (axial slices); an isotropic volume also gets axis 2."""
+    sp = np.asarray(spacing[:3], dtype=float)
+    return int(np.flatnonzero(np.isclose(sp, sp.max()))[-1])
+
+
 def slices(array: np.ndarray, axis: int) -> np.ndarray:
     """(T, H, W) stack of slices along ``axis`` (2D input: a single frame)."""
     if array.ndim == 2:

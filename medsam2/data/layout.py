@@ -372,6 +372,17 @@ def write_splits(root: Path | str, train: Sequence[str], test: Sequence[str], se
     return path
 
 
+def grouped_split(groups: dict[str, str], test_fraction: float, seed: int) -> tuple[list, list]:
+    """Train/test split of case ids (``groups``: case id -> group) by whole groups: the
+    frames of one video never land on both sides. ``test_fraction`` of the groups (at
+    least one on each side) are drawn as ``seeded_split`` draws cases."""
+    train_groups, test_groups = seeded_split(sorted(set(groups.values())), test_fraction, seed)
+    test_set = set(test_groups)
+    test = sorted(c for c, g in groups.items() if g in test_set)
+    train = sorted(c for c, g in groups.items() if g not in test_set)
+    return train, test
+
+
 def seeded_split(case_ids: Sequence[str], test_fraction: float, seed: int) -> tuple[list, list]:
     """Deterministic train/test split of case ids (at least one case on each side)."""
     ids = sorted(case_ids)

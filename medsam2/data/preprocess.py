@@ -23,16 +23,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from medsam2.data.frames import Intensity, slices
+from medsam2.data.frames import Intensity, sequence_axis, slices
 from medsam2.data.layout import StandardDataset
 
 CACHE_VERSION = 1
-
-
-def sequence_axis(spacing: tuple[float, ...]) -> int:
-    """The coarsest axis (the last one on ties): frames lie in the two finest axes."""
-    spacing = np.asarray(spacing, dtype=float)
-    return int(len(spacing) - 1 - np.argmax(spacing[::-1]))
 
 
 def crop_box(stack01: np.ndarray) -> tuple[slice, slice]:

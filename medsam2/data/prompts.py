@@ -5,6 +5,10 @@ Evaluation prompts are computed once per dataset (``medsam2 prompts``) and store
 and the very same click or box. Training prompts are drawn from the same functions with
 the training RNG. Coordinates are (x, y) = (column, row) in pixels of the original slice,
 SAM's convention; a box is (x0, y0, x1, y1) with inclusive pixel centres.
+
+Which frames are prompted is the dataset's evaluation protocol (``medsam2.protocols``):
+the key slice only, or in the interactive protocols also frames drawn with a probability
+over all frames, a drawn frame without the object getting an empty-mask prompt.
 """
 
 from __future__ import annotations
@@ -19,8 +23,17 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from medsam2 import protocols
+from medsam2.data.frames import sequence_axis
+
 PROMPT_KINDS = ("click", "box", "mask")
-SLICE_AXIS_3D = 2  # NIfTI voxel axis k: axial for the usual RAS/LPS-ordered CT and MR
+#: the prompt of a drawn frame that does not show the object: an all-zero mask, as the
+#: authors' evaluation gives (SuperMedIntel/Medical-SAM2, func_3d/function.py,
+#: ``train_add_new_mask(..., mask=torch.zeros(...))`` where the frame has no such object)
+EMPTY = "empty"
+#: the sequence axis of a volume with no coarser axis (``frames.sequence_axis``): NIfTI
+#: voxel axis k, axial for the usual RAS/LPS-ordered CT and MR
+SLICE_AXIS_3D = 2
 
 
 @dataclass
@@ -37,6 +50,8 @@ class Prompt:
         self, hw: tuple[int, int], image_size: int, gt_slice: np.ndarray | None = None
     ) -> tuple[dict | None, torch.Tensor | None]:
         """(point_inputs, mask_inputs) for ``SAM2Base.track_step`` at the model's size."""
+        if self.kind == EMPTY:
+            return None, torch.zeros(1, 1, image_size, image_size)
         if self.kind == "mask":
             if gt_slice is None:
                 raise ValueError("a mask prompt needs the ground-truth slice")
@@ -105,18 +120,26 @@ def make_prompt(kind: str, mask2d: np.ndarray, frame: int,
     raise ValueError(f"unknown prompt kind '{kind}' (expected one of {PROMPT_KINDS})")
 
 
+def empty_prompt(frame: int, axis: int = SLICE_AXIS_3D) -> Prompt:
+    """The empty-mask prompt of a drawn frame that does not show the object."""
+    return Prompt(EMPTY, frame, [], [], axis)
+
+
 def volume_prompts(mask: np.ndarray, kind: str, rate: float = 0.0,
-                   rng: np.random.Generator | None = None) -> list[Prompt]:
-    """Prompts per slicing axis (3D): the key slice's, and with ``rate`` > 0 also each
-    other slice that shows the object with probability ``rate``; one prompt for 2D.
+                   rng: np.random.Generator | None = None,
+                   first_axis: int = SLICE_AXIS_3D) -> list[Prompt]:
+    """Prompts per slicing axis (3D): the key slice's, and with ``rate`` > 0 (the
+    interactive protocol) each other slice of the volume drawn with probability ``rate``;
+    one prompt for 2D.
 
     All three axes are stored so that a model fusing the paper's 6 orientations gets the
-    same key slices and prompts as every other model; the default axis comes first.
-    ``rate`` is the paper's interactive setting ("prompts applied with probability 0.25
-    per 3D frame"): its headline 3D numbers, and its "prompts on only 5 % of frames"
-    experiment, prompt many slices, not one. Slices without the object get no prompt (a
-    user prompts what they see). ``rng`` draws the slices only; every slice's prompt is
-    made as the key slice's is (most interior click, tight box).
+    same key slices and prompts as every other model; ``first_axis`` (the volume's
+    sequence axis, along which models predict by default) comes first.
+    The draw runs over *all* slices, not only those that show the object: drawing among
+    the object's slices would tell the model where the object ends, from the test labels.
+    A drawn slice without the object gets an empty-mask prompt, as the authors' code
+    gives a zero mask there (``EMPTY``). ``rng`` draws the slices only; every slice
+    showing the object is prompted as the key slice is (most interior click, tight box).
     """
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"prompt rate must be in [0, 1], got {rate}")
@@ -125,40 +148,63 @@ def volume_prompts(mask: np.ndarray, kind: str, rate: float = 0.0,
     if mask.ndim == 2:
         return [make_prompt(kind, mask, 0)]
     out = []
-    for axis in (SLICE_AXIS_3D, *(a for a in range(3) if a != SLICE_AXIS_3D)):
+    for axis in (first_axis, *(a for a in range(3) if a != first_axis)):
         key = key_slice(mask, axis)
         frames = [key]
         if rate > 0:
-            other = tuple(a for a in range(3) if a != axis)
-            shown = np.nonzero(mask.any(axis=other))[0]
-            frames += [int(f) for f in shown if f != key and rng.random() < rate]
+            drawn = rng.random(mask.shape[axis]) < rate  # one draw per slice, all slices
+            frames += [int(f) for f in np.nonzero(drawn)[0] if f != key]
         for frame in frames:
-            p = make_prompt(kind, np.take(mask, frame, axis=axis), frame)
+            sl = np.take(mask, frame, axis=axis)
+            p = make_prompt(kind, sl, frame) if sl.any() else empty_prompt(frame)
             p.axis = axis
             out.append(p)
     return out
 
 
-def dataset_prompts(dataset_dir: Path | str, kind: str, seed: int, split: str = "test",
-                    rate: float = 0.0) -> dict:
-    """The evaluation prompts of a dataset: case -> label -> prompts (per axis: the key
-    slice first, then, with ``rate`` > 0, the extra slices in increasing order).
+def _label_rng(seed: int, case_id: str, name: str) -> np.random.Generator:
+    """The draws of one case and label: independent of the dataset's other cases."""
+    return np.random.default_rng([seed, zlib.crc32(f"{case_id}/{name}".encode())])
 
-    The extra slices of a case and label depend only on the seed, the case id and the
-    label, not on which other cases the dataset holds."""
+
+def dataset_prompts(dataset_dir: Path | str, kind: str, seed: int, split: str = "test",
+                    rate: float = 0.0, protocol: str | None = None,
+                    mode_2d: str = "per_image") -> dict:
+    """The evaluation prompts of a dataset under its protocol (``medsam2.protocols``):
+    case -> label -> prompts (3D: per axis the key slice first, then the drawn slices in
+    increasing order; 2D: the image's own prompt). ``protocol`` None: the one ``mode_2d``
+    and ``rate`` imply for the data's dimensionality.
+
+    In ``interactive_one_prompt`` the draws are stored apart, ``drawn``: case -> the
+    labels whose prompt the image gets in the pseudo-video (a drawn label the image lacks
+    gets an empty mask). The draws of a case and label depend only on the seed, the case
+    id and the label, not on which other cases the dataset holds."""
     from medsam2.data.layout import StandardDataset  # local: keeps this module light
 
     ds = StandardDataset(dataset_dir)
-    out: dict = {"kind": kind, "seed": seed, "rate": rate, "cases": {}}
+    dims = 3 if ds.is_3d else 2
+    try:
+        protocol = protocols.resolve(protocol, dims, mode_2d, rate)
+    except ValueError as err:
+        raise ValueError(f"{ds.root}: {err}") from None
+    out: dict = {"kind": kind, "seed": seed, "rate": rate, "protocol": protocol, "cases": {}}
+    if protocol == "interactive_one_prompt":
+        out["drawn"] = {}
     for case in ds.cases(split):
-        label = ds.read_label(case).array
+        volume = ds.read_label(case)
+        label = volume.array
+        first = sequence_axis(volume.spacing) if label.ndim == 3 else SLICE_AXIS_3D
         per_label = {}
         for name, value in ds.labels.items():
             mask = label == value
+            if protocol == "interactive_one_prompt" and \
+                    _label_rng(seed, case.case_id, name).random() < rate:
+                out["drawn"].setdefault(case.case_id, []).append(name)
             if mask.any():  # else nothing to prompt: the model is scored on an empty GT
-                rng = (np.random.default_rng([seed, zlib.crc32(f"{case.case_id}/{name}".encode())])
-                       if rate > 0 else None)
-                per_label[name] = [asdict(p) for p in volume_prompts(mask, kind, rate, rng)]
+                interactive = protocol == "interactive"
+                rng = _label_rng(seed, case.case_id, name) if interactive else None
+                per_label[name] = [asdict(p) for p in volume_prompts(
+                    mask, kind, rate if interactive else 0.0, rng, first)]
         out["cases"][case.case_id] = per_label
     return out
 
@@ -172,7 +218,9 @@ def load_prompts(path: Path | str) -> dict:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    prompts = dataset_prompts(args.dataset_dir, args.kind, args.seed, rate=args.rate)
+    protocol = None if args.protocol == "auto" else args.protocol
+    prompts = dataset_prompts(args.dataset_dir, args.kind, args.seed, rate=args.rate,
+                              protocol=protocol, mode_2d=args.mode_2d)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(prompts, indent=1) + "\n")
     return 0
@@ -184,7 +232,11 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--kind", required=True, choices=PROMPT_KINDS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rate", type=float, default=0.0,
-                   help="3D: also prompt each other slice showing the object with this "
-                        "probability (the paper's interactive setting: 0.25)")
+                   help="interactive protocols: each frame (3D) or test image (One-Prompt) "
+                        "is prompted with this probability (the paper: 0.25 / 0.3)")
+    p.add_argument("--protocol", choices=("auto", *protocols.PROTOCOLS), default="auto",
+                   help="evaluation protocol (auto: from --mode-2d, --rate and the data)")
+    p.add_argument("--mode-2d", choices=("per_image", "one_prompt"), default="per_image",
+                   help="2D: per-image prompts or One-Prompt")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_cli)

@@ -359,7 +359,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     src = Path(args.src or Path(args.resources) / "extracted" / spec.key)
     try:
         report = convert_dataset(spec, src, Path(args.out), seed=args.seed,
-                                 test_fraction=args.test_fraction)
+                                 test_fraction=args.test_fraction, group_by=args.group_by)
     except ConversionError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
@@ -436,6 +436,8 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--src", help="default: <resources>/extracted/<key>")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-fraction", type=float, default=None)
+    p.add_argument("--group-by", default=None,
+                   help="split by this group key of the cases (cadvidset: video)")
     p.set_defaults(func=_cmd_convert)
     p = sub.add_parser("import-local", help="bring your own data (nnU-Net raw or images/labels)")
     p.add_argument("--path", required=True)

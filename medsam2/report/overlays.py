@@ -19,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from medsam2.data.frames import sequence_axis
 from medsam2.data.layout import LayoutError, StandardDataset, read_volume
 from medsam2.report.figures import note_figure, save
 
@@ -43,9 +44,9 @@ def pick_cases(per_case: pd.DataFrame, dataset: str, model: str) -> list[tuple[s
 
 
 def slice_axis(spacing: tuple[float, ...]) -> int:
-    """The coarsest axis (the last one on ties): volumes are usually acquired along it."""
-    sp = np.asarray(spacing[:3], dtype=float)
-    return int(np.flatnonzero(np.isclose(sp, sp.max()))[-1])
+    """The axis the models' frames are taken along (``frames.sequence_axis``): overlays
+    show the slices the models saw."""
+    return sequence_axis(spacing)
 
 
 def key_slices(label: np.ndarray, main_value: int, axis: int) -> tuple[list[int], int]:

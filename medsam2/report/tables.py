@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medsam2 import protocols
 from medsam2.report.files import is_ablation
 from medsam2.spec import Config, DatasetSpec, ModelSpec, ReportSpec, TrackerSpec
 
@@ -54,6 +55,7 @@ class Column:
     label: str = POOLED
     paper_dataset: str | None = None
     paper_structure: str | None = None
+    mean_of: str | None = None  # a mean column: over this dataset's columns only (None: all)
 
 
 @dataclass
@@ -116,6 +118,14 @@ class Context:
         row = self.cells.loc[key]
         return float(row[f"{metric}_mean"]), float(row[f"{metric}_std"])
 
+    def protocol(self, dataset: str) -> tuple[str, float]:
+        """The dataset's evaluation protocol and its prompt rate."""
+        return self.config.protocol(dataset), self.datasets[dataset].prompt_rate
+
+    def in_paper_setting(self, dataset: str) -> bool:
+        """Whether the dataset runs in the setting of the paper's reported numbers."""
+        return protocols.is_paper_setting(*self.protocol(dataset))
+
     def row_label(self, model: str) -> str:
         paper = self.models[model].paper_name
         return f"{model} ({paper})" if paper else model
@@ -172,8 +182,21 @@ def reported_block(ctx: Context, table_key: str, columns: list[Column],
     return Block("reported", f"Reported by {PAPER}", mean, None, runs)
 
 
-def delta_block(ctx: Context, ours: Block, reported: Block) -> Block | None:
+def delta_block(ctx: Context, ours: Block, reported: Block,
+                columns: list[Column] | None = None) -> Block | None:
+    """ours - reported, only in columns run in the paper's setting (protocol and p): a
+    difference between two protocols is not a reproduction gap, so it is left out ("–");
+    a mean column needs every column it averages in that setting."""
     paper_rows = {paper: row for row, paper in reported.runs.items()}
+    foreign = set()
+    for col in columns or []:
+        if col.dataset is not None and not ctx.in_paper_setting(col.dataset):
+            foreign.add(col.name)
+    for col in columns or []:
+        if col.dataset is None and any(
+                c.name in foreign for c in columns
+                if c.dataset is not None and col.mean_of in (None, c.dataset)):
+            foreign.add(col.name)
     rows, values, pairs = [], [], {}
     for row, model in ours.runs.items():
         paper = ctx.models[model].paper_name
@@ -184,6 +207,7 @@ def delta_block(ctx: Context, ours: Block, reported: Block) -> Block | None:
     if not rows:
         return None
     mean = pd.DataFrame(values, index=rows, columns=ours.mean.columns)
+    mean[sorted(foreign)] = np.nan
     return Block("delta", "Δ ours − reported (points)", mean, pairs=pairs)
 
 
@@ -196,12 +220,14 @@ def _fill_mean_column(mean: pd.DataFrame, columns: list[Column], rep: pd.DataFra
     paper averaged over (otherwise a mean over a different set would be mislabelled).
     """
     mean_cols = [c for c in columns if c.dataset is None]
-    data_cols = [c.name for c in columns if c.dataset is not None]
     for mc in mean_cols:
+        scoped = [c for c in columns if c.dataset is not None
+                  and mc.mean_of in (None, c.dataset)]
+        data_cols = [c.name for c in scoped]
         mean[mc.name] = mean[data_cols].mean(axis=1, skipna=False) if data_cols else np.nan
         if rep is None or lookup is None or mc.paper_dataset is None:
             continue
-        shown = {(c.paper_dataset, c.paper_structure) for c in columns if c.dataset}
+        shown = {(c.paper_dataset, c.paper_structure) for c in scoped}
         mean_key = (mc.paper_dataset, mc.paper_structure)
         for model, row in zip(models or [], rows or [], strict=True):
             averaged = rep[(rep["model"] == model)][["dataset", "structure"]]
@@ -213,10 +239,12 @@ def _fill_mean_column(mean: pd.DataFrame, columns: list[Column], rep: pd.DataFra
 # ----------------------------------------------------------------------------- footnotes
 def footnotes(ctx: Context, datasets: list[str], units: str, paper_table: str | None,
               extra: list[str] | None = None) -> list[str]:
-    """Prompt, units, empty-mask convention, cases, seed, commit and config hash."""
+    """Protocol and prompt, units, empty-mask convention, cases, seed, commit and config
+    hash."""
     penalty = ctx.config.evaluate.hd95_penalty
-    prompts = ", ".join(f"{d}: {ctx.config.prompt_kind(d)}" for d in datasets
-                        if d in ctx.datasets)
+    prompts = "; ".join(
+        f"{d}: {protocols.describe(*ctx.protocol(d), ctx.config.prompt_kind(d))}"
+        for d in datasets if d in ctx.datasets)
     cases = ", ".join(f"{d}: {ctx.n_cases.get(d, 0)}" for d in datasets)
     scoped = ctx.cells[ctx.cells.index.get_level_values("dataset").isin(datasets)]
     per_label = scoped[scoped.index.get_level_values("label") != POOLED]
@@ -227,7 +255,7 @@ def footnotes(ctx: Context, datasets: list[str], units: str, paper_table: str | 
     )
     seeds = [str(ctx.config.seed)]
     notes = [
-        f"Prompt per task: {prompts or MISSING}.",
+        f"Protocol and prompt per column: {prompts or MISSING}.",
         units,
         "Empty masks: both empty gives Dice 1 (100 %) and HD95 0 mm; exactly one empty gives "
         f"Dice 0 and an undefined HD95, counted as {pen_text} in means ({n_pen} case-labels); "
@@ -237,7 +265,15 @@ def footnotes(ctx: Context, datasets: list[str], units: str, paper_table: str | 
         f"config sha256 {ctx.provenance.get('config_hash', 'unknown')}.",
     ]
     if paper_table:
-        notes.append(f"Reported: {PAPER}, {paper_table}; Δ = ours − reported in points.")
+        off = [d for d in datasets if d in ctx.datasets and not ctx.in_paper_setting(d)]
+        settings = ", ".join(f"{protocols.PROTOCOLS[k].split(' (')[0]} p = {v:g}"
+                             for k, v in protocols.PAPER_SETTINGS.items())
+        notes.append(f"Reported: {PAPER}, {paper_table}, measured in the paper's setting "
+                     f"({settings}); Δ = ours − reported in points, only where we ran that "
+                     "setting" + (f" (not: {', '.join(off)})." if off else "."))
+        notes.append("The paper's training collection (64 public datasets besides STARE, "
+                     "TDSC-ABUS23 and BTCV) is not named in the paper: our MedSAM-2 trains "
+                     "on the training splits of the configured datasets only.")
     gaps = [f"{d}/{m}" for d, m in ctx.missing if d in datasets]
     if gaps:
         notes.append(f"No metrics file (not run): {', '.join(gaps)}.")
@@ -300,7 +336,7 @@ def paper_tables(ctx: Context, name: str, title: str, columns: list[Column], mod
     rep = reported_block(ctx, paper_key, columns, reported_label)
     if rep is not None:
         blocks.append(rep)
-        delta = delta_block(ctx, blocks[0], rep) if models else None
+        delta = delta_block(ctx, blocks[0], rep, columns) if models else None
         blocks += [delta] if delta is not None else []
     dice = Table(f"{name}_dice", f"{title}: Dice (%)", "dice", columns, blocks,
                  footnotes(ctx, datasets, DICE_UNITS, paper_table if rep is not None else None,
@@ -317,13 +353,18 @@ def build_table1(ctx: Context) -> list[Table]:
     if ds is None:
         return paper_tables(ctx, "table1", "Table 1 analogue", [], [], "table1_btcv", "Table 1",
                             [])
-    cfg = ctx.datasets[ds]
-    key, smap = cfg.paper_key, cfg.paper_structures
-    cols = [Column(lab if smap.get(lab, lab) == lab else f"{lab} ({smap[lab]})", ds, lab, key,
-                   smap.get(lab, lab)) for lab in ctx.labels.get(ds, [])]
-    cols.append(Column("mean", None, POOLED, key, "mean"))
-    return paper_tables(ctx, "table1", f"Table 1 analogue (per structure, {ds})", cols,
-                        models_on(ctx, [ds]), "table1_btcv", "Table 1", [ds])
+    key = ctx.datasets[ds].paper_key
+    # every entry of the same paper task (another protocol) gets its own columns
+    shown = [ds] + [d for d, c in ctx.datasets.items() if d != ds and key and c.paper_key == key]
+    cols = []
+    for d in shown:
+        smap = ctx.datasets[d].paper_structures
+        prefix = f"{d}: " if len(shown) > 1 else ""
+        cols += [Column(prefix + (lab if smap.get(lab, lab) == lab else f"{lab} ({smap[lab]})"),
+                        d, lab, key, smap.get(lab, lab)) for lab in ctx.labels.get(d, [])]
+        cols.append(Column(f"{prefix}mean", None, POOLED, key, "mean", mean_of=d))
+    return paper_tables(ctx, "table1", f"Table 1 analogue (per structure, {', '.join(shown)})",
+                        cols, models_on(ctx, shown), "table1_btcv", "Table 1", shown)
 
 
 def build_table2(ctx: Context) -> list[Table]:

@@ -177,6 +177,9 @@ def _split_args(name):
     args = f"--seed {SEED}"
     if fraction is not None:
         args += f" --test-fraction {float(fraction)}"
+    group_by = getattr(SPEC.datasets[name], "group_by", None)
+    if group_by is not None:  # registry datasets: whole groups (videos) on one side
+        args += f" --group-by {group_by}"
     return args
 
 
