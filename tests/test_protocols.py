@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_report import metric_rows, write_config, write_metrics
 
 from medsam2 import protocols
 from medsam2.data.layout import StandardDataset
 from medsam2.data.prompts import EMPTY, dataset_prompts, load_prompts
 from medsam2.report import build
 from medsam2.spec import Config, SpecError
-from tests.test_report import metric_rows, write_config, write_metrics
 
 MODELS = {"medsam2": {"kind": "medsam2", "paper_name": "MedSAM-2", "checkpoint": "m.pt"},
           "sam2": {"kind": "sam2", "paper_name": "SAM2", "checkpoint": "s.pt"}}
