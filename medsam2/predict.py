@@ -48,7 +48,7 @@ from medsam2.data.prompts import (
     make_prompt,
 )
 from medsam2.model.build import build_from_spec
-from medsam2.model.predictor import ChunkedFeatures, segment_objects
+from medsam2.model.predictor import ChunkedFeatures, compile_model, segment_objects
 from medsam2.spec import TrackerSpec
 
 MODES_2D = ("per_image", "one_prompt")
@@ -294,8 +294,20 @@ def predict_dataset(
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the GPU SLURM gave the job
     model = build_from_spec(spec.prediction_spec(), seed, checkpoint, device)
     image_size = model.image_size
-    print(f"predict {dataset_dir} on {device} at {image_size} px")
+    print(f"predict {dataset_dir} on {device} at {image_size} px"
+          + (" (bf16)" if spec.predict.bf16 else "")
+          + (" (compiled)" if spec.predict.compile else ""))
     model.eval()
+    if spec.predict.compile:
+        compile_model(model)
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=spec.predict.bf16):
+        return _predict_cases(spec, model, dataset_dir, prompts_path, out_dir, seed, mode_2d)
+
+
+def _predict_cases(spec: TrackerSpec, model, dataset_dir: Path, prompts_path: Path,
+                   out_dir: Path, seed: int, mode_2d: str) -> list[Path]:
+    """The per-case loop of :func:`predict_dataset` (one model, one autocast setting)."""
+    image_size = model.image_size
     ds = StandardDataset(dataset_dir)
     stored = load_prompts(prompts_path)
     prompts = stored["cases"]

@@ -298,6 +298,10 @@ class PredictSpec:
                                                  "components that reach a prompted slice")
     datasets: tuple[str, ...] | None = knob(None, help="the datasets these options apply "
                                                        "to (default all the model's)")
+    bf16: bool = knob(False, help="bfloat16 autocast at prediction: a GPU's speed; logits "
+                                  "differ from float32 by rounding (slow on most CPUs)")
+    compile: bool = knob(False, help="torch.compile the image encoder and the memory "
+                                     "attention (GPU; the first frames pay the compilation)")
 
     def check(self, path: str) -> None:
         seen = set()

@@ -364,3 +364,24 @@ def test_a_case_without_prompts_is_reported_not_scored_as_a_miss(phantom3d, tmp_
     df = evaluate_dataset(phantom3d, tmp_path / "pred", "d", "m", tmp_path / "m.csv")
     bad = df[df["case"] == dropped]
     assert len(bad) and bad["status"].str.startswith("error").all()
+
+
+def test_bf16_prediction_runs_and_writes_label_values(phantom3d, tmp_path):
+    """predict.bf16 (a GPU setting) runs under autocast and writes the contract."""
+    import json
+
+    from medsam2.data.layout import StandardDataset, read_volume
+    from medsam2.data.prompts import dataset_prompts
+    from medsam2.predict import predict_dataset
+    from medsam2.spec import TrackerSpec
+    from medsam2.typed import parse
+
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps(dataset_prompts(phantom3d, "mask", seed=0)))
+    spec = parse(TrackerSpec, {"kind": "sam2", "image_size": 64, "checkpoint": "none",
+                               "predict": {"bf16": True}})
+    written = predict_dataset(spec, None, phantom3d, path, tmp_path / "pred")
+    ds = StandardDataset(phantom3d)
+    assert len(written) == len(ds.cases("test"))
+    pred = read_volume(written[0]).array
+    assert set(np.unique(pred)) <= {0, *ds.labels.values()}
