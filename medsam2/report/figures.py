@@ -154,9 +154,9 @@ def ablation_figure(table: Table, out_base: Path) -> list[Path]:
         labels.append("reported (paper)")
     # below the axes: a legend beside them squeezed the bars of a small table
     fig.legend(handles, labels, title="memory bank", loc="outside lower center",
-               ncol=min(len(labels), 3), frameon=False)
-    ax.set_title("Memory-bank ablation: bars = ours (mean ± std over cases), "
-                 "diamonds = paper", fontsize=10)
+               ncol=2, frameon=False)
+    ax.set_title("Memory-bank ablation: bars = ours (mean ± std over cases)"
+                 + (", diamonds = paper" if rep is not None else ""), fontsize=10)
     return save(fig, out_base)
 
 
