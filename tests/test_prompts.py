@@ -125,3 +125,14 @@ def test_dataset_prompt_rate_is_per_case_and_label(phantom3d):
               for lab, ps in next(iter(a["cases"].values())).items()}
     assert all(len(f) > 1 for f in frames.values())
     assert a != c  # another seed draws other slices
+
+
+@pytest.mark.parametrize("text", ['{"cases": {"c0": {"organ": [{"kind": "box"', "[1, 2]",
+                                  '{"cases": {"c0": {"organ": [{"colour": 3}]}}}'])
+def test_a_broken_prompts_file_names_itself(tmp_path, text):
+    from medsam2.data.prompts import load_prompts
+
+    bad = tmp_path / "prompts.json"
+    bad.write_text(text)
+    with pytest.raises(ValueError, match=r"prompts\.json: not a prompts file"):
+        load_prompts(bad)

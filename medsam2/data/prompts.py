@@ -210,10 +210,14 @@ def dataset_prompts(dataset_dir: Path | str, kind: str, seed: int, split: str = 
 
 
 def load_prompts(path: Path | str) -> dict:
-    """The stored prompts: case -> label -> list of Prompt (3D: one per axis)."""
-    data = json.loads(Path(path).read_text())
-    for case, labels in data["cases"].items():
-        data["cases"][case] = {k: [Prompt(**p) for p in v] for k, v in labels.items()}
+    """The stored prompts: case -> label -> list of Prompt (3D: one per axis). A file that
+    is not one (truncated, edited by hand) fails naming the file and the reason."""
+    try:
+        data = json.loads(Path(path).read_text())
+        for case, labels in data["cases"].items():
+            data["cases"][case] = {k: [Prompt(**p) for p in v] for k, v in labels.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a prompts file ({type(exc).__name__}: {exc})") from None
     return data
 
 
