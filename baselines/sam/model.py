@@ -24,7 +24,7 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
-from medsam2.model.build import CheckpointError
+from medsam2.model.build import CheckpointError, load_file, load_state_strictly
 
 #: SAM's pixel statistics (segment_anything/build_sam.py), for the tiny arch too
 PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -64,14 +64,7 @@ def build_sam(arch: str = "vit_b", checkpoint: Path | str | None = None, seed: i
 
 def read_sam_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
     """The plain state dict a segment-anything file holds, read safely (weights_only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises pickle / zip / runtime errors for corrupt files
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    state = load_file(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
                                               for v in state.values()):
         keys = list(state)[:5] if isinstance(state, dict) else type(state).__name__
@@ -84,13 +77,4 @@ def read_sam_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
 
 def load_sam_checkpoint(model: Sam, path: Path | str) -> None:
     """Load a plain ``Sam`` state dict strictly; missing or unexpected keys raise, listed."""
-    state = read_sam_state_dict(path)
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches raise even when strict=False
-        raise CheckpointError(f"{path}: does not fit the architecture: {exc}") from exc
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"{path}: does not fit the architecture: "
-            f"{len(result.missing_keys)} missing keys {result.missing_keys[:8]}, "
-            f"{len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:8]}")
+    load_state_strictly(model, read_sam_state_dict(path), path)

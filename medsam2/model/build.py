@@ -124,27 +124,23 @@ def build_from_spec(spec: TrackerSpec, seed: int = 0, checkpoint: Path | str | N
                        multimask_tracking=spec.multimask_tracking)
 
 
-def read_checkpoint(path: Path | str) -> dict[str, Any]:
-    """Load a checkpoint dict safely (weights_only) with a clear error naming the file."""
+def load_file(path: Path | str) -> Any:
+    """What a torch file holds, read safely (weights_only), with a clear error naming it."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises pickle/zip/runtime errors for corrupt files
         raise CheckpointError(
             f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})"
         ) from exc
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise CheckpointError(f"{path}: no 'model' state dict (keys: {list(ckpt)[:5]})")
-    return ckpt
 
 
-def load_checkpoint(model: torch.nn.Module, path: Path | str) -> dict[str, Any]:
-    """Load weights strictly; missing or unexpected keys raise, listing them."""
-    ckpt = read_checkpoint(path)
+def load_state_strictly(model: torch.nn.Module, state: dict, path: Path | str) -> None:
+    """``model.load_state_dict``; missing or unexpected keys raise, listed, naming ``path``."""
     try:
-        result = model.load_state_dict(ckpt["model"], strict=False)
+        result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches raise even when strict=False
         raise CheckpointError(f"{path}: does not fit the architecture: {exc}") from exc
     if result.missing_keys or result.unexpected_keys:
@@ -153,6 +149,20 @@ def load_checkpoint(model: torch.nn.Module, path: Path | str) -> dict[str, Any]:
             f"{len(result.missing_keys)} missing keys {result.missing_keys[:8]}, "
             f"{len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:8]}"
         )
+
+
+def read_checkpoint(path: Path | str) -> dict[str, Any]:
+    """Load a checkpoint dict safely (weights_only) with a clear error naming the file."""
+    ckpt = load_file(path)
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise CheckpointError(f"{path}: no 'model' state dict (keys: {list(ckpt)[:5]})")
+    return ckpt
+
+
+def load_checkpoint(model: torch.nn.Module, path: Path | str) -> dict[str, Any]:
+    """Load weights strictly; missing or unexpected keys raise, listing them."""
+    ckpt = read_checkpoint(path)
+    load_state_strictly(model, ckpt["model"], path)
     return ckpt
 
 
