@@ -25,8 +25,6 @@ from medsam2.spec import (
 )
 from medsam2.typed import SpecError
 
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
-
 
 def schema_text(repo_root: Path = REPO_ROOT) -> str:
     """The config schema as the YAML file the repository ships (generated, not edited)."""

@@ -292,8 +292,3 @@ def _schema_rules(prop: dict, rules: dict) -> None:
         target = next(b for b in prop["anyOf"] if b.get("type") != "null")
     for name, value in rules.items():
         target[RULES[name]] = value
-
-
-def field_help(cls: type) -> dict[str, str]:
-    """Field name -> one-line help of a spec dataclass (for documentation tests)."""
-    return {f.name: f.metadata.get("help", "") for f in fields(cls) if is_key(f)}

@@ -64,14 +64,10 @@ def main_model(config: Config) -> str | None:
     return (named or list(config.models) or [None])[0]
 
 
-def configured_pairs(config: Config) -> list[tuple[str, str]]:
-    return config.model_dataset_pairs()
-
-
 def load_metrics(metrics_dir: Path, config: Config) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """All configured metrics CSVs concatenated, and the pairs that have no file."""
     frames, missing = [], []
-    for dataset, model in configured_pairs(config):
+    for dataset, model in config.model_dataset_pairs():
         path = metrics_dir / dataset / f"{model}.csv"
         if not path.is_file():
             missing.append((dataset, model))
@@ -146,7 +142,8 @@ def summary_frame(ctx: Context) -> pd.DataFrame:
     """The spine's main table: dataset x model x label (+ 'all' for multi-label datasets)."""
     records = []
     order = {d: i for i, d in enumerate(ctx.datasets)}
-    for dataset, model in sorted(configured_pairs(ctx.config), key=lambda p: order.get(p[0], 0)):
+    pairs = ctx.config.model_dataset_pairs()
+    for dataset, model in sorted(pairs, key=lambda p: order.get(p[0], 0)):
         labels = ctx.labels.get(dataset, [])
         keys = labels + ([POOLED] if len(labels) > 1 else [])
         if (dataset, model, POOLED) not in ctx.cells.index:
