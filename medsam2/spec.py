@@ -645,6 +645,30 @@ class Config:
     def registry_keys_known(self) -> list[str]:
         return sorted(p.stem for p in self.registry_path().glob("*.yaml"))
 
+    def _data_signature(self, dataset: str) -> tuple:
+        """What decides a dataset's converted (or generated) files: not its protocol,
+        prompts or paper names, which only decide how it is evaluated."""
+        spec = self.datasets[dataset]
+        if isinstance(spec, RegistryDataset):
+            return ("registry", self.registry_key(dataset), spec.test_fraction, spec.group_by)
+        if isinstance(spec, SyntheticDataset):
+            return ("synthetic", spec.generator, spec.n_cases, spec.test_fraction)
+        return ("own", dataset)  # a local folder's import carries the entry's own flags
+
+    def data_name(self, dataset: str) -> str:
+        """The entry whose standard dataset ``dataset`` reads (``<results>/datasets/<it>``).
+
+        Entries that differ only in how they are evaluated (a task's key-slice and
+        interactive protocols) share one conversion, the first of them in config order:
+        the same cases in the same split, converted once."""
+        signature = self._data_signature(dataset)
+        return next(n for n in self.datasets if self._data_signature(n) == signature)
+
+    def data_names(self, source: str) -> list[str]:
+        """The standard datasets made from entries of ``source`` (one per shared group)."""
+        return sorted({self.data_name(n) for n, s in self.datasets.items()
+                       if s.source == source})
+
     def prompt_kind(self, dataset: str) -> Prompt:
         """Evaluation prompt of a dataset: its entry, else its registry file, else box."""
         spec = self.datasets[dataset]

@@ -301,3 +301,35 @@ def test_baseline_commands_are_found_in_their_folders():
 
     assert "nnunet" not in STAGES and baseline_stages()["nnunet"][0] == "baselines.nnunet.cli"
     assert list(all_stages())[:len(STAGES)] == list(STAGES)
+
+
+def test_entries_differing_only_in_protocol_share_one_conversion():
+    """A task's key-slice and interactive entries read the same standard dataset (one
+    conversion, one split); another split or group key is another conversion."""
+    paper = Config.from_dict(yaml.safe_load((REPO / "config" / "paper.yaml").read_text()))
+    assert paper.data_name("kits23-key-slice") == "kits23"
+    assert paper.data_name("cadvidset-one-prompt") == "cadvidset"
+    assert paper.data_names("registry") == sorted(
+        p.stem for p in (REPO / "config" / "datasets").glob("*.yaml"))
+    cfg = mini()
+    cfg["datasets"]["b"] = {"source": "registry", "registry": "btcv", "protocol": "key_slice"}
+    cfg["datasets"]["btcv"] = {"source": "registry", "protocol": "interactive",
+                               "prompt_rate": 0.25}
+    cfg["datasets"]["btcv-half"] = {"source": "registry", "registry": "btcv",
+                                    "test_fraction": 0.5}
+    cfg["datasets"]["mini3d-again"] = dict(cfg["datasets"]["mini3d"], prompt="box")
+    config = Config.from_dict(cfg)
+    assert config.data_name("btcv") == config.data_name("b") == "b"  # the first in order
+    assert config.data_name("btcv-half") == "btcv-half"
+    assert config.data_name("mini3d-again") == "mini3d"
+
+
+def test_the_paper_plan_converts_each_task_once(tmp_path):
+    planned = subprocess.run(
+        [*SNAKEMAKE, "--configfile", str(REPO / "config" / "paper.yaml"), "-n", "-p", "-j1",
+         "--directory", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    converts = re.findall(r"medsam2 datasets convert (\S+)", planned.stdout)
+    assert sorted(converts) == sorted(set(converts)) and len(converts) == 14
+    prompts = re.findall(r"medsam2 prompts --dataset-dir (\S+) .*--out (\S+)", planned.stdout)
+    assert ("results/datasets/kits23", "results/prompts/kits23-key-slice.json") in prompts

@@ -13,7 +13,7 @@ rule nnunet_plan:
     conda:
         "../../workflow/envs/medsam2.yaml"
     input:
-        dataset_json("{dataset}"),
+        dataset_json_of,
     output:
         f"{NNUNET_ROOT}/plans/{{dataset}}.json",
     log:
@@ -41,7 +41,7 @@ rule nnunet_train:
     conda:
         "../../workflow/envs/medsam2.yaml"
     input:
-        dataset=dataset_json("{dataset}"),
+        dataset=dataset_json_of,
         plan=f"{NNUNET_ROOT}/plans/{{dataset}}.json",
     output:
         f"{NNUNET_ROOT}/trained/{{model}}/{{dataset}}/fold_{{fold}}.json",
@@ -72,7 +72,7 @@ rule nnunet_predict:
     conda:
         "../../workflow/envs/medsam2.yaml"
     input:
-        dataset=dataset_json("{dataset}"),
+        dataset=dataset_json_of,
         trained=lambda w: [
             f"{NNUNET_ROOT}/trained/{w.model}/{w.dataset}/fold_{f}.json"
             for f in _nnunet_folds(w.model)

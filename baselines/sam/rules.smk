@@ -8,7 +8,7 @@ rule sam_predict:
     conda:
         "../../workflow/envs/medsam2.yaml"
     input:
-        dataset=dataset_json("{dataset}"),
+        dataset=dataset_json_of,
         prompts=f"{RESULTS}/prompts/{{dataset}}.json",
         checkpoint=lambda w: SPEC.models[w.model].checkpoint_path(RESOURCES),
     output:

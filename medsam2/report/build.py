@@ -96,7 +96,8 @@ def dataset_labels(config: Config, metrics: pd.DataFrame, datasets_dir: Path | N
             values.setdefault(str(label), float(value))
         if datasets_dir is not None:
             try:
-                for label, value in StandardDataset(datasets_dir / name).labels.items():
+                standard = StandardDataset(datasets_dir / config.data_name(name))
+                for label, value in standard.labels.items():
                     values.setdefault(label, float(value))
             except LayoutError:
                 pass
@@ -245,8 +246,9 @@ def build_report(metrics_dir: Path | str, config_path: Path | str, out_dir: Path
             written += figures.note_figure(f"{dataset}: overlays", "no --datasets-dir / "
                                            "--predictions-dir given", base)
         else:
-            written += overlays.overlay_figure(datasets_dir / dataset, predictions_dir, dataset,
-                                               models, main, per_case, base)
+            written += overlays.overlay_figure(datasets_dir / config.data_name(dataset),
+                                               predictions_dir, dataset, models, main,
+                                               per_case, base)
     by_name = {t.name: t for t in tables}
     left_out = figures_left_out(config)
     if "ablation" not in left_out:

@@ -54,11 +54,22 @@ def trained_tracker_models():
 
 
 def dataset_dir(name):
-    return f"{RESULTS}/datasets/{name}"
+    """The standard dataset a config dataset reads: entries that differ only in their
+    evaluation protocol share one conversion (Config.data_name)."""
+    return f"{RESULTS}/datasets/{SPEC.data_name(name)}"
 
 
 def dataset_json(name):
-    return f"{RESULTS}/datasets/{name}/dataset.json"
+    return f"{dataset_dir(name)}/dataset.json"
+
+
+def dataset_json_of(wildcards):
+    """Input function: the standard dataset of the job's `dataset` wildcard."""
+    return dataset_json(wildcards.dataset)
+
+
+#: what the data rules (synthesize, convert, import_local) write, one per standard dataset
+STANDARD_DATASET = f"{RESULTS}/datasets/{{dataset}}/dataset.json"
 
 
 def spec_json(spec):

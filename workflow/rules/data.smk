@@ -52,11 +52,11 @@ rule datasets_convert:
     input:
         lambda w: f"{RESOURCES}/extracted/{registry_key(w.dataset)}/.complete",
     output:
-        f"{RESULTS}/datasets/{{dataset}}/dataset.json",
+        STANDARD_DATASET,
     log:
         f"{RESULTS}/logs/datasets/convert_{{dataset}}.log",
     wildcard_constraints:
-        dataset=names_regex(registry_datasets()),
+        dataset=names_regex(SPEC.data_names("registry")),
     params:
         registry=DATASET_REGISTRY,
         resources=lambda w, input: str(Path(input[0]).parents[2]),
@@ -75,11 +75,11 @@ rule datasets_import_local:
     conda:
         "../envs/medsam2.yaml"
     output:
-        f"{RESULTS}/datasets/{{dataset}}/dataset.json",
+        STANDARD_DATASET,
     log:
         f"{RESULTS}/logs/datasets/import_{{dataset}}.log",
     wildcard_constraints:
-        dataset=names_regex(local_datasets()),
+        dataset=names_regex(SPEC.data_names("local")),
     params:
         path=lambda w: SPEC.datasets[w.dataset].path,
         out=lambda w: f"{RESULTS}/datasets/{w.dataset}",

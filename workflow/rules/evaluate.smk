@@ -5,7 +5,7 @@ rule evaluate:
     conda:
         "../envs/medsam2.yaml"
     input:
-        dataset=dataset_json("{dataset}"),
+        dataset=dataset_json_of,
         predictions=f"{RESULTS}/predictions/{{dataset}}/{{model}}",
     output:
         f"{RESULTS}/metrics/{{dataset}}/{{model}}.csv",
@@ -31,7 +31,7 @@ rule template_sensitivity:
     conda:
         "../envs/medsam2.yaml"
     input:
-        dataset=dataset_json("{dataset}"),
+        dataset=dataset_json_of,
         prompts=f"{RESULTS}/prompts/{{dataset}}.json",
         checkpoint=lambda w: tracker_checkpoint(w.model),
     output:

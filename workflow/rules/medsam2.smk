@@ -8,7 +8,7 @@ rule preprocess:
     conda:
         "../envs/medsam2.yaml"
     input:
-        dataset_json("{dataset}"),
+        dataset_json_of,
     output:
         f"{RESULTS}/preprocessed/{{model}}/{{dataset}}/index.json",
     log:
@@ -88,7 +88,7 @@ rule predict_tracker:
     conda:
         "../envs/medsam2.yaml"
     input:
-        dataset=dataset_json("{dataset}"),
+        dataset=dataset_json_of,
         prompts=f"{RESULTS}/prompts/{{dataset}}.json",
         checkpoint=lambda w: tracker_checkpoint(w.model),
     output:

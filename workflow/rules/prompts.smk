@@ -7,7 +7,7 @@ rule prompts:
     conda:
         "../envs/medsam2.yaml"
     input:
-        dataset_json("{dataset}"),
+        dataset_json_of,
     output:
         f"{RESULTS}/prompts/{{dataset}}.json",
     log:

@@ -5,11 +5,11 @@ rule synthesize:
     conda:
         "../envs/medsam2.yaml"
     output:
-        dataset_json("{dataset}"),
+        STANDARD_DATASET,
     log:
         f"{LOGS}/synthesize/{{dataset}}.log",
     wildcard_constraints:
-        dataset=names_regex(datasets_with_source("synthetic")),
+        dataset=names_regex(SPEC.data_names("synthetic")),
     params:
         out=lambda w: dataset_dir(w.dataset),
         generator=lambda w: SPEC.datasets[w.dataset].generator,
