@@ -154,3 +154,37 @@ def test_longest_training_jobs_are_scheduled_first(tmp_path):
     # the seconds-long dataset jobs before any training job, which all wait for them
     data = [p for r, _, p in jobs if r == "synthesize"]
     assert data and min(data) > max(p for r, _, p in jobs if r != "synthesize")
+
+
+#: the one lint left on purpose: every rule runs in the environment the workflow is started
+#: from (README: install), so no rule names a conda environment or container of its own
+SOFTWARE_LINT = "Specify a conda environment or container for each rule."
+
+
+def test_snakemake_lint_finds_nothing_but_the_shared_environment():
+    lint = subprocess.run([*SNAKEMAKE, "--lint", "--directory", str(REPO)],
+                          capture_output=True, text=True, timeout=300)
+    text = lint.stdout + lint.stderr
+    found = re.findall(r"^\s+\* (.+?):?$", text, re.M)
+    rules = re.findall(r"^Lints for rule (\w+)", text, re.M)
+    assert "report" in rules and "predict_tracker" in rules, text[-2000:]  # it linted them
+    assert set(found) == {SOFTWARE_LINT}, text[-3000:]
+    assert not re.search(r"^Lints for snakefile", text, re.M), text[-3000:]
+
+
+def test_the_conda_environment_installs_what_make_install_installs():
+    """environment.yml is the conda route to the Makefile's environment: the same torch pins,
+    then this checkout (conda runs pip from the file's folder, so `-e .` is the checkout),
+    on a Python the package supports."""
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    makefile = (REPO / "Makefile").read_text()
+    pins = re.search(r"pip install --quiet (torch==\S+ torchvision==\S+)", makefile)[1].split()
+    assert pip == [*pins, "-e ."]
+    python = next(d for d in conda if d.startswith("python="))
+    minimum = re.search(r'requires-python = ">=(\d+)\.(\d+)"',
+                        (REPO / "pyproject.toml").read_text())
+    version = tuple(int(v) for v in python.split("=")[1].split("."))
+    assert version >= (int(minimum[1]), int(minimum[2]))
+    assert not (REPO / "workflow" / "envs").exists()  # no per-rule environments to drift

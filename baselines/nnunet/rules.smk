@@ -10,8 +10,6 @@ include: "common.smk"
 
 
 rule nnunet_plan:
-    conda:
-        "../../workflow/envs/medsam2.yaml"
     input:
         dataset_json_of,
     output:
@@ -38,8 +36,6 @@ rule nnunet_plan:
 
 
 rule nnunet_train:
-    conda:
-        "../../workflow/envs/medsam2.yaml"
     input:
         dataset=dataset_json_of,
         plan=f"{NNUNET_ROOT}/plans/{{dataset}}.json",
@@ -69,8 +65,6 @@ rule nnunet_train:
 
 
 rule nnunet_predict:
-    conda:
-        "../../workflow/envs/medsam2.yaml"
     input:
         dataset=dataset_json_of,
         trained=lambda w: [

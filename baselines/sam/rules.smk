@@ -5,8 +5,6 @@
 
 
 rule sam_predict:
-    conda:
-        "../../workflow/envs/medsam2.yaml"
     input:
         dataset=dataset_json_of,
         prompts=f"{RESULTS}/prompts/{{dataset}}.json",

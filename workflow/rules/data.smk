@@ -8,8 +8,6 @@
 # keep the rules apart.
 
 rule datasets_download:
-    conda:
-        "../envs/medsam2.yaml"
     output:
         f"{RESOURCES}/downloads/{{key}}/.complete",
     log:
@@ -28,8 +26,6 @@ rule datasets_download:
 
 
 rule datasets_extract:
-    conda:
-        "../envs/medsam2.yaml"
     input:
         f"{RESOURCES}/downloads/{{key}}/.complete",
     output:
@@ -47,8 +43,6 @@ rule datasets_extract:
 
 
 rule datasets_convert:
-    conda:
-        "../envs/medsam2.yaml"
     input:
         lambda w: f"{RESOURCES}/extracted/{registry_key(w.dataset)}/.complete",
     output:
@@ -72,8 +66,6 @@ rule datasets_convert:
 
 
 rule datasets_import_local:
-    conda:
-        "../envs/medsam2.yaml"
     output:
         STANDARD_DATASET,
     log:
@@ -98,8 +90,6 @@ rule datasets_import_local:
 
 
 rule fetch_checkpoint:
-    conda:
-        "../envs/medsam2.yaml"
     output:
         f"{RESOURCES}/checkpoints/{{name}}",
     log:

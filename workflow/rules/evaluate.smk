@@ -2,8 +2,6 @@
 
 
 rule evaluate:
-    conda:
-        "../envs/medsam2.yaml"
     input:
         dataset=dataset_json_of,
         predictions=f"{RESULTS}/predictions/{{dataset}}/{{model}}",
@@ -28,8 +26,6 @@ rule evaluate:
 
 
 rule template_sensitivity:
-    conda:
-        "../envs/medsam2.yaml"
     input:
         dataset=dataset_json_of,
         prompts=f"{RESULTS}/prompts/{{dataset}}.json",

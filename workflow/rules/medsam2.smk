@@ -5,8 +5,6 @@
 
 
 rule preprocess:
-    conda:
-        "../envs/medsam2.yaml"
     input:
         dataset_json_of,
     output:
@@ -25,8 +23,6 @@ rule preprocess:
 
 
 rule pretrain_tracker:
-    conda:
-        "../envs/medsam2.yaml"
     output:
         pretrained_checkpoint("{name}"),
     log:
@@ -49,8 +45,6 @@ rule pretrain_tracker:
 
 
 rule train_tracker:
-    conda:
-        "../envs/medsam2.yaml"
     input:
         datasets=lambda w: train_inputs(w.model),
         init=lambda w: train_init(w.model),
@@ -85,8 +79,6 @@ rule train_tracker:
 
 
 rule predict_tracker:
-    conda:
-        "../envs/medsam2.yaml"
     input:
         dataset=dataset_json_of,
         prompts=f"{RESULTS}/prompts/{{dataset}}.json",

@@ -4,8 +4,6 @@
 
 
 rule prompts:
-    conda:
-        "../envs/medsam2.yaml"
     input:
         dataset_json_of,
     output:

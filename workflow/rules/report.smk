@@ -6,8 +6,6 @@
 # common.smk marks them).
 
 rule resolved_config:
-    conda:
-        "../envs/medsam2.yaml"
     output:
         config_resolved_path(),
     log:
@@ -19,8 +17,6 @@ rule resolved_config:
 
 
 rule report:
-    conda:
-        "../envs/medsam2.yaml"
     input:
         metrics=all_metrics_files(),
         config=config_resolved_path(),

@@ -2,8 +2,6 @@
 
 
 rule synthesize:
-    conda:
-        "../envs/medsam2.yaml"
     output:
         STANDARD_DATASET,
     log:
