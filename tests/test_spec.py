@@ -333,3 +333,23 @@ def test_the_paper_plan_converts_each_task_once(tmp_path):
     assert sorted(converts) == sorted(set(converts)) and len(converts) == 14
     prompts = re.findall(r"medsam2 prompts --dataset-dir (\S+) .*--out (\S+)", planned.stdout)
     assert ("results/datasets/kits23", "results/prompts/kits23-key-slice.json") in prompts
+
+
+def test_nnunet_trains_once_for_entries_that_share_a_conversion(tmp_path):
+    """nnU-Net takes no prompts: a task's key-slice and interactive entries get one plan
+    and one training (no two jobs writing the same nnU-Net folders), a prediction each."""
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    config["models"]["nnunet"]["datasets"] = ["kits23", "kits23-key-slice"]
+    config["models"]["nnunet"]["folds"] = 0
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    planned = subprocess.run(
+        [*SNAKEMAKE, "--configfile", str(tmp_path / "c.yaml"), "-n", "-p", "-j1",
+         "--directory", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    plans = re.findall(r"medsam2 nnunet plan --dataset-dir (\S+)", planned.stdout)
+    trains = re.findall(r"medsam2 nnunet train .* --out (\S+)", planned.stdout)
+    predicts = re.findall(r"medsam2 nnunet predict .* --out-dir (\S+)", planned.stdout)
+    assert plans == ["results/datasets/kits23"]
+    assert trains == ["results/nnunet/trained/nnunet/kits23/fold_0.json"]
+    assert sorted(predicts) == ["results/predictions/kits23-key-slice/nnunet",
+                                "results/predictions/kits23/nnunet"]

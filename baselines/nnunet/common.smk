@@ -2,12 +2,24 @@
 # linter asks). Every value comes from the models' NnunetSpec (baselines/nnunet/spec.py).
 
 
-def _nnunet_models_of(dataset):
-    return [m for m in models_of_kind("nnunet") if dataset in model_datasets(m)]
+# nnU-Net plans and trains per standard dataset (Config.data_name): entries that differ only
+# in their prompting protocol, which nnU-Net does not use, share one plan and one training.
+
+
+def _nnunet_models_of(data):
+    return [m for m in models_of_kind("nnunet")
+            if any(SPEC.data_name(d) == data for d in model_datasets(m))]
 
 
 def _nnunet_datasets():
-    return sorted({d for m in models_of_kind("nnunet") for d in model_datasets(m)})
+    return sorted({SPEC.data_name(d) for m in models_of_kind("nnunet")
+                   for d in model_datasets(m)})
+
+
+def _nnunet_trained(model, dataset):
+    """The fold records a prediction of ``dataset`` (an entry) ensembles."""
+    return [f"{NNUNET_ROOT}/trained/{model}/{SPEC.data_name(dataset)}/fold_{f}.json"
+            for f in _nnunet_folds(model)]
 
 
 def _nnunet_configurations(dataset):

@@ -67,10 +67,7 @@ rule nnunet_train:
 rule nnunet_predict:
     input:
         dataset=dataset_json_of,
-        trained=lambda w: [
-            f"{NNUNET_ROOT}/trained/{w.model}/{w.dataset}/fold_{f}.json"
-            for f in _nnunet_folds(w.model)
-        ],
+        trained=lambda w: _nnunet_trained(w.model, w.dataset),
     output:
         directory(f"{RESULTS}/predictions/{{dataset}}/{{model}}"),
     log:
