@@ -507,6 +507,10 @@ class EvaluateSpec:
     hd95_penalty: Literal["diagonal", "nan"] | float = knob(
         "diagonal", help="HD95 used in means when exactly one mask is empty: diagonal (mm), "
                          "a number (mm) or nan")
+    template_seeds: int = knob(
+        3, minimum=0, help="One-Prompt template sensitivity: the 2D One-Prompt sets are "
+                           "predicted again with the template drawn by this many seeds "
+                           "(seed, seed + 1, ...); 0 = no sensitivity analysis")
 
 
 @dataclass(frozen=True)

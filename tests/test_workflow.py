@@ -188,3 +188,17 @@ def test_the_conda_environment_installs_what_make_install_installs():
     version = tuple(int(v) for v in python.split("=")[1].split("."))
     assert version >= (int(minimum[1]), int(minimum[2]))
     assert not (REPO / "workflow" / "envs").exists()  # no per-rule environments to drift
+
+
+@pytest.mark.parametrize("seeds, expected", [(0, None), (1, "--seeds 0 --out"),
+                                             (3, "--seeds 0 1 2 --out")])
+def test_template_seeds_set_the_sensitivity_analysis(tmp_path, seeds, expected):
+    cfg = mini_config(tmp_path)
+    cfg["evaluate"] = {"template_seeds": seeds}
+    res = run_snakemake(tmp_path, cfg, "-n", "-p")
+    assert res.returncode == 0, res.stderr[-3000:]
+    commands = re.findall(r"medsam2 sensitivity .*$", res.stdout, re.M)
+    if expected is None:
+        assert commands == []
+    else:
+        assert commands and all(expected in c for c in commands), commands

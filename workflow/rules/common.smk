@@ -109,6 +109,8 @@ def all_metrics_files():
 
 def sensitivity_files():
     """One-Prompt template sensitivity: tracker models x 2D one_prompt datasets."""
+    if SPEC.evaluate.template_seeds == 0:
+        return []
     return [f"{RESULTS}/sensitivity/{d}/{m}.csv" for d, m in model_dataset_pairs()
             if m in tracker_models() and SPEC.datasets[d].mode_2d == "one_prompt"]
 

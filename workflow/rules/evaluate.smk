@@ -39,7 +39,7 @@ rule template_sensitivity:
     params:
         cfg=lambda w: model_json(w.model, w.dataset),
         dir=lambda w: dataset_dir(w.dataset),
-        seeds=lambda w: " ".join(str(SEED + k) for k in range(3)),
+        seeds=" ".join(str(SEED + k) for k in range(SPEC.evaluate.template_seeds)),
     threads: lambda w: model_resources(w.model, "predict").threads
     resources:
         gpu=lambda w: model_resources(w.model, "predict").gpu,
