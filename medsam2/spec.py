@@ -507,6 +507,13 @@ class EvaluateSpec:
     hd95_penalty: Literal["diagonal", "nan"] | float = knob(
         "diagonal", help="HD95 used in means when exactly one mask is empty: diagonal (mm), "
                          "a number (mm) or nan")
+    # nnU-Net v2 (nnunetv2/evaluation/evaluate_predictions.py, compute_metrics) sets Dice and
+    # IoU to NaN when tp + fp + fn == 0 and averages each label over cases with np.nanmean
+    # (compute_metrics_on_folder), so a label absent from both masks is in no mean there.
+    both_empty: Literal["exclude", "one"] = knob(
+        "exclude", help="a label absent from both ground truth and prediction of a case: "
+                        "exclude (left out of every mean, as nnU-Net's evaluation does) or "
+                        "one (scored Dice 1, IoU 1, HD95 0)")
 
 
 @dataclass(frozen=True)
