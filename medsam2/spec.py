@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal, get_type_hints
 import yaml
 
 from medsam2 import protocols
+from medsam2.fileio import read_yaml
 from medsam2.typed import (
     SpecError,
     check_rules,
@@ -728,7 +729,7 @@ def _nearest(name: str, known: list[str]) -> str:
 
 @cache
 def _registry_entry(path: str) -> dict:
-    return yaml.safe_load(Path(path).read_text()) or {}
+    return read_yaml(path, "dataset registry file") or {}
 
 
 def _converter_group_keys(registry_file: str) -> tuple[str, ...]:

@@ -53,6 +53,7 @@ from medsam2.data.layout import (
     write_splits,
     write_volume,
 )
+from medsam2.fileio import read_json
 
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".gif")
 SITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr", ".dcm")
@@ -514,7 +515,7 @@ def run_conversion(
         meta["is_2d"] = True
     write_splits(tmp, train, test, seed)
     if group_by is not None:  # the groups beside the split, so a reader can check it
-        splits = json.loads((tmp / "splits.json").read_text())
+        splits = read_json(tmp / "splits.json", "splits file", require=())
         splits.update(group_by=group_by, groups={c: group_of[c] for c in done})
         (tmp / "splits.json").write_text(json.dumps(splits, indent=2) + "\n")
     (tmp / "conversion_report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from medsam2.data.layout import LayoutError, StandardDataset
 from medsam2.evaluate import BothEmpty, summarise
+from medsam2.fileio import read_csv, read_json, read_yaml
 from medsam2.report import figures, overlays, render, stats
 from medsam2.report.files import figures_left_out
 from medsam2.report.tables import (
@@ -48,12 +48,8 @@ SUMMARY_UNITS = ("Dice as a fraction, HD95 in mm: mean ± std over cases (label 
 def load_config(path: Path | str) -> Config:
     """The resolved config (JSON or YAML), parsed and checked as the workflow did."""
     path = Path(path)
-    try:
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read the resolved config ({exc})") from exc
-    return Config.from_dict(data, str(path))
+    read = read_json if path.suffix == ".json" else read_yaml
+    return Config.from_dict(read(path, "resolved config"), str(path))
 
 
 def main_model(config: Config) -> str | None:
@@ -72,13 +68,8 @@ def load_metrics(metrics_dir: Path, config: Config) -> tuple[pd.DataFrame, list[
         if not path.is_file():
             missing.append((dataset, model))
             continue
-        try:
-            df = pd.read_csv(path, dtype={"case": str, "label": str})
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: unreadable metrics CSV ({exc})") from exc
-        lacking = [c for c in METRIC_COLUMNS if c not in df.columns]
-        if lacking:
-            raise ValueError(f"{path}: metrics CSV lacks columns {lacking}")
+        df = read_csv(path, "metrics CSV", columns=METRIC_COLUMNS,
+                      dtype={"case": str, "label": str})
         frames.append(df.assign(dataset=dataset, model=model))
     metrics = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=list(METRIC_COLUMNS))

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from medsam2 import protocols
+from medsam2.fileio import read_csv
 from medsam2.report.files import is_ablation
 from medsam2.spec import Config, DatasetSpec, ModelSpec, ReportSpec, TrackerSpec
 
@@ -39,11 +40,7 @@ ABLATION_STEPS = {  # paper_name -> row label, in the paper's (cumulative) order
 def load_reported(path: Path | str | None = None) -> pd.DataFrame:
     """The paper's Dice numbers (long format); a bad file fails naming it."""
     source = path or resources.files("medsam2.report") / "reported_dice.csv"
-    df = pd.read_csv(source)
-    missing = [c for c in REPORTED_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{source}: reported-numbers CSV lacks columns {missing}")
-    return df
+    return read_csv(Path(str(source)), "reported-numbers CSV", columns=REPORTED_COLUMNS)
 
 
 @dataclass(frozen=True)
