@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from medsam2.fileio import parse_json, read_yaml
 from medsam2.spec import (
     REPO_ROOT,
     Config,
@@ -43,7 +44,7 @@ def _cli(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
         return 0
     if args.action == "resolve":
-        cfg = Config.from_dict(json.loads(args.json), "--json")
+        cfg = Config.from_dict(parse_json(args.json, "--json", "resolved config"), "--json")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
         return 0
@@ -80,10 +81,11 @@ def add_model_config_args(parser: argparse.ArgumentParser) -> None:
 def model_spec_from_args(args: argparse.Namespace) -> ModelSpec:
     """The model spec a stage was handed, parsed (SpecError names the key)."""
     if args.model_json is not None:
-        return parse_model(json.loads(args.model_json), "--model-json")
+        return parse_model(parse_json(args.model_json, "--model-json", "model spec"),
+                           "--model-json")
     source = str(args.model_config)
+    data = read_yaml(args.model_config, "model spec")  # YAML is a superset of JSON
     try:
-        data = yaml.safe_load(args.model_config.read_text())  # YAML is a superset of JSON
         return parse_model(data, "model")
     except SpecError as err:
         raise err.in_file(source) from None

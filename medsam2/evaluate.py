@@ -8,8 +8,17 @@ with NaN metrics and the rest are still scored; ``strict=True`` turns such rows 
 failure, after the CSV is written so that the reasons can be read.
 
 Metrics CSV, one row per (case, foreground label), columns in ``COLUMNS`` order. Status:
-``ok``, ``both_empty`` (Dice 1, IoU 1, HD95 0), ``empty_gt`` / ``empty_pred`` (Dice 0,
-IoU 0, HD95 NaN), ``error: <reason>`` (all metrics NaN).
+``ok``, ``both_empty`` (the label is absent from ground truth and prediction),
+``empty_gt`` / ``empty_pred`` (Dice 0, IoU 0, HD95 NaN), ``error: <reason>`` (all metrics
+NaN).
+
+A ``both_empty`` pair has no overlap to measure, so what it scores is a policy
+(``evaluate.both_empty``): ``exclude`` (default, as nnU-Net's evaluation) writes NaN Dice,
+IoU and HD95, so that no mean counts it, while the row and its status stay; ``one``
+writes Dice 1, IoU 1, HD95 0. A label absent from every case of a dataset would otherwise
+add a perfect score per case, lifting a mean that says nothing about segmentation.
+``summarise`` applies the policy by status, whatever the CSV holds, so a summary never
+mixes the two conventions.
 """
 
 from __future__ import annotations
@@ -17,30 +26,40 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from medsam2.data.layout import LayoutError, StandardDataset, Volume, check_label, read_volume
-from medsam2.metrics import image_diagonal_mm, label_metrics
+from medsam2.metrics import STATUS_BOTH_EMPTY, image_diagonal_mm, label_metrics
 
 COLUMNS = (
     "dataset", "model", "case", "label", "label_value", "dice", "iou", "hd95_mm",
     "gt_voxels", "pred_voxels", "spacing", "diagonal_mm", "status",
 )  # fmt: skip
 SUMMARY_COLUMNS = (
-    "dataset", "model", "label", "n", "n_error", "dice_mean", "dice_std",
+    "dataset", "model", "label", "n", "n_error", "n_both_empty", "dice_mean", "dice_std",
     "hd95_mean", "hd95_std", "n_hd95_penalised",
 )  # fmt: skip
 #: How far prediction and ground-truth affines may differ (mm; NIfTI stores float32).
 AFFINE_ATOL = 1e-3
 UNDEFINED_HD95 = ("empty_gt", "empty_pred")
+#: what a label absent from both ground truth and prediction scores (``evaluate.both_empty``)
+BOTH_EMPTY_POLICIES = ("exclude", "one")
+BothEmpty = Literal["exclude", "one"]
 
 
 class EvaluationError(RuntimeError):
     """Strict evaluation found cases that could not be scored (the CSV is still written)."""
+
+
+def check_both_empty(both_empty: str) -> BothEmpty:
+    """The policy name, or a ValueError naming the choices (a typo must not pick one)."""
+    if both_empty not in BOTH_EMPTY_POLICIES:
+        raise ValueError(f"both_empty must be one of {BOTH_EMPTY_POLICIES}, not {both_empty!r}")
+    return both_empty  # type: ignore[return-value]
 
 
 def format_spacing(spacing: tuple[float, ...]) -> str:
@@ -111,14 +130,17 @@ def evaluate_case(
     dataset: str = "",
     model: str = "",
     case: str = "",
+    both_empty: BothEmpty = "exclude",
 ) -> list[dict[str, Any]]:
     """Metric rows (one per foreground label) for one case, keys in ``COLUMNS`` order.
 
     A geometry mismatch or a value in the prediction that is no label of the dataset (a
     map written as 0/255, or 100/200 for labels 1/2) does not raise: every label gets an
     ``error: <reason>`` row, so the caller can keep scoring the other cases; scoring such a
-    map would count every label as missed. A label absent from both maps is 'both_empty'.
+    map would count every label as missed. A label absent from both maps is 'both_empty',
+    scored by the ``both_empty`` policy (NaN metrics under 'exclude', 1/1/0 under 'one').
     """
+    check_both_empty(both_empty)
     ids = {"dataset": dataset, "model": model, "case": case}
     problem = geometry_problem(gt, pred)
     if problem is None:
@@ -129,8 +151,11 @@ def evaluate_case(
     spacing = format_spacing(gt.spacing)
     diagonal = image_diagonal_mm(gt.array.shape, gt.spacing)
     rows = []
+    nan = float("nan")
     for name, value in labels.items():
         s = scores[name]
+        if s["status"] == STATUS_BOTH_EMPTY and both_empty == "exclude":
+            s = {**s, "dice": nan, "iou": nan, "hd95": nan}
         rows.append(
             {
                 **ids,
@@ -171,12 +196,15 @@ def evaluate_dataset(
     strict: bool = False,
     split: str = "test",
     connectivity: int = 1,
+    both_empty: BothEmpty = "exclude",
 ) -> pd.DataFrame:
     """Score ``{pred_dir}/{case}{file_ending}`` for every labelled case of ``split``.
 
     Writes ``out_csv`` (``COLUMNS``) and returns it as a DataFrame. Unscorable cases get
     error rows; with ``strict`` an ``EvaluationError`` is raised after writing the CSV.
+    ``both_empty`` is the policy for labels absent from both masks (module docstring).
     """
+    check_both_empty(both_empty)
     ds = StandardDataset(dataset_dir)
     pred_dir = Path(pred_dir)
     labels = ds.labels
@@ -201,7 +229,7 @@ def evaluate_dataset(
             continue
         if not ds.is_3d:
             gt, pred = _squeeze_2d(gt), _squeeze_2d(pred)
-        rows += evaluate_case(gt, pred, labels, connectivity, **ids)
+        rows += evaluate_case(gt, pred, labels, connectivity, **ids, both_empty=both_empty)
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     df = df.astype({"gt_voxels": "Int64", "pred_voxels": "Int64"})  # NA for error rows
     out_csv = Path(out_csv)
@@ -233,21 +261,35 @@ def _penalty_values(df: pd.DataFrame, hd95_penalty: str | float) -> pd.Series | 
     return float(hd95_penalty)
 
 
-def summarise(df: pd.DataFrame, hd95_penalty: str | float = "diagonal") -> pd.DataFrame:
-    """Per (dataset, model, label): n, n_error, Dice and HD95 mean / sample std.
+def summarise(df: pd.DataFrame, hd95_penalty: str | float = "diagonal",
+              both_empty: BothEmpty = "exclude") -> pd.DataFrame:
+    """Per (dataset, model, label): n, n_error, n_both_empty, Dice and HD95 mean / sample std.
 
     Error rows are excluded from the statistics and counted in ``n_error``. Rows whose
     HD95 is undefined because exactly one mask is empty take ``hd95_penalty`` in the HD95
     statistics: 'diagonal' = that row's image diagonal in mm, a number = that many mm,
-    'nan' = left out; ``n_hd95_penalised`` counts the rows that got a penalty.
+    'nan' = left out; ``n_hd95_penalised`` counts the rows that got a penalty. Rows with
+    status 'both_empty' are counted in ``n_both_empty`` and, by ``both_empty``, left out
+    ('exclude') or scored Dice 1 and HD95 0 ('one'), decided by the status rather than the
+    CSV's numbers so that a CSV written under the other policy gives the same summary.
+    ``n`` is the number of rows in the means.
     """
-    is_error = df["status"].astype(str).str.startswith("error")
-    scored = df[~is_error].copy()
+    check_both_empty(both_empty)
+    status = df["status"].astype(str)
+    is_error = status.str.startswith("error")
+    is_both = status.eq(STATUS_BOTH_EMPTY)
+    in_means = ~is_error & ~is_both if both_empty == "exclude" else ~is_error
+    scored = df[in_means].copy()
     undefined = scored["status"].isin(UNDEFINED_HD95) & scored["hd95_mm"].isna()
     penalty = _penalty_values(scored, hd95_penalty)
     fill = penalty[undefined] if isinstance(penalty, pd.Series) else penalty
+    scored["dice"] = scored["dice"].astype(float)
     scored["_hd95"] = scored["hd95_mm"].astype(float)
     scored.loc[undefined, "_hd95"] = fill
+    if both_empty == "one":
+        one = scored["status"].eq(STATUS_BOTH_EMPTY)
+        scored.loc[one, "dice"] = 1.0
+        scored.loc[one, "_hd95"] = 0.0
     scored["_penalised"] = undefined & scored["_hd95"].notna()
     keys = ["dataset", "model", "label"]
     stats = scored.groupby(keys, sort=False).agg(
@@ -259,9 +301,10 @@ def summarise(df: pd.DataFrame, hd95_penalty: str | float = "diagonal") -> pd.Da
         n_hd95_penalised=("_penalised", "sum"),
     )
     n_error = df[is_error].groupby(keys, sort=False).size().rename("n_error")
+    n_both = df[is_both].groupby(keys, sort=False).size().rename("n_both_empty")
     groups = df[keys].drop_duplicates().set_index(keys).index
-    out = stats.reindex(groups).join(n_error).reset_index()
-    for col in ("n", "n_error", "n_hd95_penalised"):
+    out = stats.reindex(groups).join(n_error).join(n_both).reset_index()
+    for col in ("n", "n_error", "n_both_empty", "n_hd95_penalised"):
         out[col] = out[col].fillna(0).astype(int)
     return out[list(SUMMARY_COLUMNS)]
 
@@ -272,7 +315,7 @@ def _run(args: argparse.Namespace) -> int:
         df = evaluate_dataset(
             args.dataset_dir, args.pred_dir, args.dataset or Path(args.dataset_dir).name,
             args.model, args.out, strict=args.strict, split=args.split,
-            connectivity=args.connectivity,
+            connectivity=args.connectivity, both_empty=args.both_empty,
         )  # fmt: skip
     except (EvaluationError, LayoutError) as exc:
         print(f"medsam2 evaluate: {exc}", file=sys.stderr)
@@ -296,4 +339,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true", help="fail if any case cannot be scored")
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--connectivity", type=int, default=1, help="surface connectivity (1..ndim)")
+    p.add_argument("--both-empty", default="exclude", choices=BOTH_EMPTY_POLICIES,
+                   help="a label absent from both ground truth and prediction: exclude "
+                        "(NaN metrics, in no mean) or one (Dice 1, IoU 1, HD95 0)")
     p.set_defaults(func=_run)

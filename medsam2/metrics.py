@@ -22,10 +22,11 @@ KD-tree (``scipy.spatial.cKDTree``). The returned distances are then recomputed 
 integer offsets exactly as scipy's ``distance_transform_edt`` forms them, so values agree
 with medpy to the last bits. Memory is one slab plus a few arrays per surface voxel.
 
-**Empty masks.** Both empty: Dice 1, IoU 1, HD95/HD/ASSD 0 (``status='both_empty'``).
-Exactly one empty: Dice 0, IoU 0, HD95/HD/ASSD NaN (``status='empty_gt'`` or
-``'empty_pred'``); the report substitutes a configurable penalty in means
-(``medsam2.evaluate.summarise``).
+**Empty masks.** Both empty: Dice 1, IoU 1, HD95/HD/ASSD 0 (``status='both_empty'``), the
+limit of the formulas; whether such a pair enters a mean is the evaluation's policy
+(``evaluate.both_empty``, default left out, applied in ``medsam2.evaluate``). Exactly one
+empty: Dice 0, IoU 0, HD95/HD/ASSD NaN (``status='empty_gt'`` or ``'empty_pred'``); the
+report substitutes a configurable penalty in means (``medsam2.evaluate.summarise``).
 """
 
 from __future__ import annotations

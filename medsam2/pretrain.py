@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from medsam2.data.frames import to_model_frames
 from medsam2.data.prompts import make_prompt
 from medsam2.data.videos import VIDEOS, VideoSampler
+from medsam2.fileio import parse_json, read_json
 from medsam2.model.build import build_from_spec
 from medsam2.model.predictor import segment_objects
 from medsam2.spec import PretrainSpec
@@ -83,7 +84,8 @@ def pretrain(entry: PretrainSpec, out_dir: Path, seed: int = 0, resume: bool = T
     # The attempt in progress is on disk: a resumed job continues the run it was killed
     # in (last.pt holds that attempt's weights), under that attempt's seed and label.
     state = out_dir / "attempt.json"
-    first = json.loads(state.read_text())["attempt"] if resume and state.is_file() else 0
+    first = (read_json(state, "pretraining attempt record", require=("attempt",))["attempt"]
+             if resume and state.is_file() else 0)
     out_dir.mkdir(parents=True, exist_ok=True)
     for attempt in range(first, restarts + 1):
         run_seed = seed + 1000 * attempt
@@ -112,7 +114,8 @@ def pretrain(entry: PretrainSpec, out_dir: Path, seed: int = 0, resume: bool = T
 
 def _cli(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    entry = parse(PretrainSpec, json.loads(args.spec_json), "--spec-json")
+    entry = parse(PretrainSpec, parse_json(args.spec_json, "--spec-json", "pretrain spec"),
+                  "--spec-json")
     pretrain(entry, args.out_dir, seed=args.seed,
              resume=not args.no_resume)
     return 0

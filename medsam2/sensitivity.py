@@ -9,7 +9,6 @@ run with the evaluate stage, so the spread of Dice over seeds is the sensitivity
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 
 from medsam2.config import add_model_config_args, tracker_spec_from_args
 from medsam2.evaluate import evaluate_dataset
+from medsam2.fileio import read_json
 from medsam2.predict import predict_dataset
 from medsam2.spec import TrackerSpec
 
@@ -32,7 +32,8 @@ def template_sensitivity(spec: TrackerSpec, checkpoint: Path | None, dataset_dir
             pred_dir = Path(tmp) / f"seed{seed}"
             predict_dataset(spec, checkpoint, dataset_dir, prompts, pred_dir, seed=seed,
                             mode_2d="one_prompt")
-            template = json.loads((pred_dir / "one_prompt_template.json").read_text())
+            template = read_json(pred_dir / "one_prompt_template.json",
+                                 "One-Prompt template record", require=("template",))
             df = evaluate_dataset(dataset_dir, pred_dir, dataset_dir.name, model,
                                   pred_dir / "metrics.csv")
             frames.append(df.assign(seed=seed, template=template["template"]))

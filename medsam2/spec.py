@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal, get_type_hints
 import yaml
 
 from medsam2 import protocols
+from medsam2.fileio import read_yaml
 from medsam2.typed import (
     SpecError,
     check_rules,
@@ -511,6 +512,13 @@ class EvaluateSpec:
         3, minimum=0, help="One-Prompt template sensitivity: the 2D One-Prompt sets are "
                            "predicted again with the template drawn by this many seeds "
                            "(seed, seed + 1, ...); 0 = no sensitivity analysis")
+    # nnU-Net v2 (nnunetv2/evaluation/evaluate_predictions.py, compute_metrics) sets Dice and
+    # IoU to NaN when tp + fp + fn == 0 and averages each label over cases with np.nanmean
+    # (compute_metrics_on_folder), so a label absent from both masks is in no mean there.
+    both_empty: Literal["exclude", "one"] = knob(
+        "exclude", help="a label absent from both ground truth and prediction of a case: "
+                        "exclude (left out of every mean, as nnU-Net's evaluation does) or "
+                        "one (scored Dice 1, IoU 1, HD95 0)")
 
 
 @dataclass(frozen=True)
@@ -749,7 +757,7 @@ def _nearest(name: str, known: list[str]) -> str:
 
 @cache
 def _registry_entry(path: str) -> dict:
-    return yaml.safe_load(Path(path).read_text()) or {}
+    return read_yaml(path, "dataset registry file") or {}
 
 
 def _converter_group_keys(registry_file: str) -> tuple[str, ...]:

@@ -44,6 +44,7 @@ from medsam2.data.layout import StandardDataset
 from medsam2.data.preprocess import is_cache, load_cache
 from medsam2.data.prompts import make_prompt
 from medsam2.data.videos import VideoSampler
+from medsam2.fileio import parse_json
 from medsam2.model.build import build_from_spec, read_checkpoint, save_checkpoint
 from medsam2.spec import TrackerSpec, TrainSpec
 from medsam2.typed import to_plain
@@ -390,7 +391,8 @@ def train(
         scheduler.load_state_dict(ckpt["scheduler"])
         start = int(ckpt["step"])
         if rank == 0:  # exact resume of the single-process RNG streams
-            rng.bit_generator.state = json.loads(ckpt["rng"]["numpy"])
+            rng.bit_generator.state = parse_json(ckpt["rng"]["numpy"], str(last),
+                                                 "checkpoint's numpy generator state")
             torch.set_rng_state(ckpt["rng"]["torch"])
             _set_policy_rng(model, ckpt["rng"].get("policy"))
         else:

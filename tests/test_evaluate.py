@@ -137,8 +137,13 @@ def test_evaluate_case_spacing_mismatch_and_label_conventions():
     rows = evaluate_case(gt, empty, {**LABELS, "absent": 7}, dataset="d", model="m", case="x")
     assert list(rows[0]) == list(COLUMNS)
     assert [r["status"] for r in rows] == ["empty_pred", "empty_pred", "both_empty"]
-    assert [r["dice"] for r in rows] == [0.0, 0.0, 1.0]
-    assert math.isnan(rows[0]["hd95_mm"]) and rows[2]["hd95_mm"] == 0.0
+    assert [r["dice"] for r in rows[:2]] == [0.0, 0.0]
+    assert math.isnan(rows[0]["hd95_mm"])
+    # both empty: NaN under the default policy, 1 / 1 / 0 under 'one'
+    assert all(math.isnan(rows[2][k]) for k in ("dice", "iou", "hd95_mm"))
+    rows = evaluate_case(gt, empty, {"absent": 7}, case="x", both_empty="one")
+    assert (rows[0]["status"], rows[0]["dice"], rows[0]["iou"], rows[0]["hd95_mm"]) == (
+        "both_empty", 1.0, 1.0, 0.0)
 
 
 def test_prediction_values_that_are_no_label_are_an_error_not_a_miss():
@@ -215,7 +220,7 @@ def summary_frame() -> pd.DataFrame:
      ("nan", 3.0, 0)],
 )  # fmt: skip
 def test_summarise_penalty_modes(penalty, organ_hd95, penalised):
-    summary = summarise(summary_frame(), hd95_penalty=penalty)
+    summary = summarise(summary_frame(), hd95_penalty=penalty, both_empty="one")
     assert list(summary.columns) == list(SUMMARY_COLUMNS)
     assert list(summary.label) == ["organ", "lesion"]  # order of first appearance
     s = summary.set_index("label")
@@ -226,6 +231,95 @@ def test_summarise_penalty_modes(penalty, organ_hd95, penalised):
     assert organ.hd95_mean == pytest.approx(organ_hd95)
     lesion = s.loc["lesion"]
     assert (lesion.n, lesion.n_error, lesion.dice_mean, lesion.hd95_mean) == (1, 1, 1.0, 0.0)
+    assert (organ.n_both_empty, lesion.n_both_empty, lesion.n_hd95_penalised) == (0, 1, 0)
+
+
+def test_summarise_leaves_both_empty_out_by_default_and_counts_it_apart():
+    """The 'lesion' of summary_frame: one both-empty row (written under the old policy,
+    Dice 1) and one error row. By default it is in no mean, and it is neither an error
+    nor a penalised HD95; under 'one' it is Dice 1 and HD95 0 whatever the CSV holds."""
+    frame = summary_frame()
+    s = summarise(frame).set_index("label")
+    lesion = s.loc["lesion"]
+    assert (lesion.n, lesion.n_error, lesion.n_both_empty, lesion.n_hd95_penalised) == (
+        0, 1, 1, 0)
+    assert math.isnan(lesion.dice_mean) and math.isnan(lesion.hd95_mean)
+    assert s.loc["organ"].dice_mean == pytest.approx((0.9 + 0.7 + 0.0) / 3)
+    # a CSV written under 'exclude' (NaN metrics) summarised under 'one'
+    both = frame["status"] == "both_empty"
+    frame.loc[both, ["dice", "iou", "hd95_mm"]] = math.nan
+    one = summarise(frame, both_empty="one").set_index("label").loc["lesion"]
+    assert (one.n, one.n_error, one.n_both_empty, one.n_hd95_penalised) == (1, 1, 1, 0)
+    assert (one.dice_mean, one.hd95_mean) == (1.0, 0.0)
+    assert summarise(frame, hd95_penalty="diagonal").set_index("label").loc[
+        "lesion", "n_hd95_penalised"] == 0
+    with pytest.raises(ValueError, match="both_empty must be one of"):
+        summarise(frame, both_empty="zero")  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def lesion_free_case(tmp_path):
+    """c0: organ and lesion, the prediction halves the lesion; c1: an all-zero lesion in the
+    ground truth and none predicted (organ perfect in both)."""
+    root, preds = tmp_path / "d", tmp_path / "p"
+    affine = affine_from_spacing(SPACING)
+    write_dataset_json(root, {"background": 0, **LABELS}, 0, ".nii.gz")
+    gt0 = np.zeros((20, 18, 8), np.uint8)
+    gt0[2:16, 2:16, 1:7] = 1
+    gt0[5:9, 5:9, 2:6] = 2
+    gt1 = np.zeros_like(gt0)
+    gt1[3:15, 4:14, 1:7] = 1
+    pred0 = gt0.copy()
+    pred0[5:7, 5:9, 2:6] = 1  # half the lesion predicted as organ
+    for cid, gt, pred in (("c0", gt0, pred0), ("c1", gt1, gt1)):
+        write_case(root, cid, "test", Volume(gt.astype(np.float32), affine), Volume(gt, affine))
+        write_volume(preds / f"{cid}.nii.gz", Volume(pred, affine), is_label=True)
+    return root, preds
+
+
+def test_all_zero_label_is_left_out_of_the_mean_by_default(lesion_free_case, tmp_path):
+    root, preds = lesion_free_case
+    df = evaluate_dataset(root, preds, "d", "m", tmp_path / "m.csv")
+    row = df.set_index(["case", "label"]).loc[("c1", "lesion")]
+    assert row.status == "both_empty"
+    assert math.isnan(row.dice) and math.isnan(row.iou) and math.isnan(row.hd95_mm)
+    on_disk = pd.read_csv(tmp_path / "m.csv").set_index(["case", "label"])
+    assert on_disk.loc[("c1", "lesion"), "status"] == "both_empty"
+    assert math.isnan(on_disk.loc[("c1", "lesion"), "dice"])
+    lesion_c0 = df.set_index(["case", "label"]).loc[("c0", "lesion"), "dice"]
+    assert lesion_c0 == pytest.approx(2 * 32 / (64 + 32))
+    s = summarise(df).set_index("label")
+    assert s.loc["lesion", "dice_mean"] == pytest.approx(lesion_c0)  # not (lesion_c0 + 1) / 2
+    assert (s.loc["lesion", "n"], s.loc["lesion", "n_error"], s.loc["lesion", "n_both_empty"]) \
+        == (1, 0, 1)
+    assert df["dice"].mean() == pytest.approx(s.loc[["organ", "lesion"], "dice_mean"] @ [2, 1] / 3)
+
+
+def test_all_zero_label_counts_as_one_under_policy_one(lesion_free_case, tmp_path):
+    root, preds = lesion_free_case
+    df = evaluate_dataset(root, preds, "d", "m", tmp_path / "m.csv", both_empty="one")
+    row = df.set_index(["case", "label"]).loc[("c1", "lesion")]
+    assert (row.status, row.dice, row.iou, row.hd95_mm) == ("both_empty", 1.0, 1.0, 0.0)
+    lesion_c0 = df.set_index(["case", "label"]).loc[("c0", "lesion"), "dice"]
+    s = summarise(df, both_empty="one").set_index("label")
+    assert s.loc["lesion", "dice_mean"] == pytest.approx((lesion_c0 + 1.0) / 2)
+    assert (s.loc["lesion", "n"], s.loc["lesion", "n_error"], s.loc["lesion", "n_both_empty"]) \
+        == (2, 0, 1)
+    with pytest.raises(ValueError, match="both_empty must be one of"):
+        evaluate_dataset(root, preds, "d", "m", tmp_path / "x.csv", both_empty="1")
+
+
+def test_cli_both_empty_option(lesion_free_case, tmp_path):
+    root, preds = lesion_free_case
+    parser = argparse.ArgumentParser()
+    add_subcommand(parser.add_subparsers(dest="command"))
+    common = ["evaluate", "--dataset-dir", str(root), "--pred-dir", str(preds), "--model", "m"]
+    for policy, expected in (("exclude", None), ("one", 1.0)):
+        out = tmp_path / f"{policy}.csv"
+        args = parser.parse_args([*common, "--out", str(out), "--both-empty", policy])
+        assert args.func(args) == 0
+        dice = pd.read_csv(out).set_index(["case", "label"]).loc[("c1", "lesion"), "dice"]
+        assert math.isnan(dice) if expected is None else dice == expected
 
 
 def test_summarise_rejects_unknown_penalty():

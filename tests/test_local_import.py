@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medsam2.data.convert import ConversionError, import_local
+from medsam2.data.convert import ConversionError, ConversionReport, import_local
 from medsam2.data.layout import StandardDataset
 from medsam2.data.registry import main
 
@@ -152,8 +152,18 @@ def test_an_empty_label_is_reported_at_conversion(tmp_path: Path, capsys):
     assert rc == 0
     report = _report(out)
     assert report["empty_labels"] == {"empty": ["label_1"]}
-    assert "1 case(s) with an empty label (label_1: 1)" in report["summary"]
-    assert "1 case(s) with an empty label" in capsys.readouterr().err
+    assert "1 case(s) with an empty label (1 without 'label_1': empty)" in report["summary"]
+    assert "1 case(s) with an empty label (1 without 'label_1': empty)" in \
+        capsys.readouterr().err
+
+
+def test_the_conversion_line_names_the_cases_without_a_label():
+    report = ConversionReport("d", converted=[f"c{i:02d}" for i in range(9)],
+                              empty_labels={"c03": ["lesion"], "c07": ["organ", "lesion"]})
+    assert report.one_line() == ("d: 9 converted, 0 skipped; 2 case(s) with an empty label "
+                                 "(2 without 'lesion': c03, c07; 1 without 'organ': c07)")
+    many = ConversionReport("d", empty_labels={f"c{i}": ["lesion"] for i in range(7)})
+    assert many.without_label() == ["7 without 'lesion': c0, c1, c2, c3, c4, ... (+2)"]
 
 
 # --------------------------------------------------------------------------- geometry

@@ -195,6 +195,90 @@ def test_bad_inputs_name_the_file(hand, tmp_path):
         build.load_config(broken)
 
 
+def add_both_empty_case(mdir: Path, cfg: Path, policy: str) -> None:
+    """dA/m1 gains case c3: organ 0.8 and a lesion absent from ground truth and prediction
+    (NaN metrics, as ``medsam2 evaluate`` writes it under the default policy)."""
+    path = mdir / "dA" / "m1.csv"
+    extra = metric_rows("dA", "m1", {("c3", "organ"): 0.8, ("c3", "lesion"): np.nan},
+                        status={("c3", "lesion"): "both_empty"})
+    extra["label_value"] = [1, 2]
+    pd.concat([pd.read_csv(path), extra]).to_csv(path, index=False)
+    if policy != "exclude":  # exclude: the default, unset
+        config = json.loads(cfg.read_text())
+        config["evaluate"]["both_empty"] = policy
+        write_config(cfg, config)
+
+
+def test_without_both_empty_pairs_the_footnotes_say_nothing_of_them(hand):
+    ctx, _ = build.prepare(*hand)
+    for table in build.build_tables(ctx):
+        assert not any("empty in both" in n for n in table.footnotes), table.name
+
+
+def test_both_empty_pairs_are_left_out_and_counted_in_footnotes(hand, tmp_path):
+    mdir, cfg = hand
+    add_both_empty_case(mdir, cfg, "exclude")
+    ctx, metrics = build.prepare(mdir, cfg)
+    tables = {t.name: t for t in build.build_tables(ctx)}
+    ours = tables["table1_dice"].blocks[0].mean
+    assert ours.loc["m1 (MedSAM-2)", "lesion"] == pytest.approx((0.5 + 0.0) / 2)
+    assert ours.loc["m1 (MedSAM-2)", "organ"] == pytest.approx((0.9 + 0.7 + 0.8) / 3)
+    note = ("1 label-case pair empty in both ground truth and prediction is left out of the "
+            "means (evaluate.both_empty: exclude).")
+    for name in ("table1_dice", "table1_hd95", "table2_dice"):
+        assert note in tables[name].footnotes, name
+    assert "failed cases are excluded (0)" in " ".join(tables["table1_dice"].footnotes)
+    cell = ctx.cells.loc[("dA", "m1", "lesion")]
+    assert (cell.n, cell.n_error, cell.n_both_empty, cell.n_hd95_penalised) == (2, 0, 1, 1)
+    # per case: no row for the empty lesion, c3's value is its organ alone
+    rows = stats.per_row_values(metrics, "diagonal")
+    m1 = rows[(rows.dataset == "dA") & (rows.model == "m1")].set_index(["case", "label"])
+    assert ("c3", "lesion") not in m1.index and ("c3", "organ") in m1.index
+    per_case = stats.per_case_values(rows).set_index(["dataset", "model", "case"])
+    assert per_case.loc[("dA", "m1", "c3"), "dice"] == pytest.approx(0.8)
+    st = stats.stats_table(stats.per_case_values(rows), "m1", 0, 50)
+    assert st[(st.dataset == "dA") & (st.model == "m1")]["n_cases"].tolist() == [3, 3]
+    out = tmp_path / "report"
+    build.build_report(mdir, cfg, out, n_boot=50)
+    summary = pd.read_csv(out / "summary.csv", dtype=str, keep_default_na=False)
+    lesion = summary[(summary.dataset == "dA") & (summary.model == "m1")
+                     & (summary.label == "lesion")].iloc[0]
+    assert (lesion.n, lesion.n_error, lesion.n_both_empty) == ("2", "0", "1")
+    assert note in (out / "summary.md").read_text()
+
+
+def test_per_row_values_leaves_both_empty_out():
+    """A both-empty lesion (Dice 1 as the old convention wrote it) gives no per-case value:
+    case c2's value is its organ alone, not lifted by a perfect empty lesion."""
+    metrics = metric_rows("d", "m", {("c1", "organ"): 0.6, ("c1", "lesion"): 0.4,
+                                     ("c2", "organ"): 0.7, ("c2", "lesion"): 1.0},
+                          status={("c2", "lesion"): "both_empty"})
+    rows = stats.per_row_values(metrics, "diagonal")
+    assert list(zip(rows.case, rows.label, strict=True)) == [
+        ("c1", "organ"), ("c1", "lesion"), ("c2", "organ")]
+    per_case = stats.per_case_values(rows).set_index("case")["dice"]
+    assert per_case.to_dict() == pytest.approx({"c1": 0.5, "c2": 0.7})
+    kept = stats.per_row_values(metrics, "diagonal", "one").set_index(["case", "label"])
+    assert tuple(kept.loc[("c2", "lesion"), ["dice", "hd95"]]) == (1.0, 0.0)
+
+
+def test_both_empty_pairs_count_as_one_under_policy_one(hand):
+    mdir, cfg = hand
+    add_both_empty_case(mdir, cfg, "one")
+    ctx, metrics = build.prepare(mdir, cfg)
+    tables = {t.name: t for t in build.build_tables(ctx)}
+    ours = tables["table1_dice"].blocks[0].mean
+    assert ours.loc["m1 (MedSAM-2)", "lesion"] == pytest.approx((0.5 + 0.0 + 1.0) / 3)
+    assert ("1 label-case pair empty in both ground truth and prediction counts as Dice 1 "
+            "(100 %) and HD95 0 mm in the means (evaluate.both_empty: one).") \
+        in tables["table1_dice"].footnotes
+    rows = stats.per_row_values(metrics, "diagonal", "one").set_index(
+        ["dataset", "model", "case", "label"])
+    assert tuple(rows.loc[("dA", "m1", "c3", "lesion"), ["dice", "hd95"]]) == (1.0, 0.0)
+    cell = ctx.cells.loc[("dA", "m1", "lesion")]
+    assert (cell.n, cell.n_error, cell.n_both_empty) == (3, 0, 1)
+
+
 # ------------------------------------------------------------------- statistics
 def test_bootstrap_is_seeded_and_wilcoxon_matches_scipy():
     vals = np.array([0.1, 0.5, 0.7, 0.9, 0.3])

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from medsam2.config import add_model_config_args, model_spec_from_args
+from medsam2.fileio import read_json
 
 
 def _write_record(path: Path, record: dict) -> None:
@@ -21,10 +22,7 @@ def _write_record(path: Path, record: dict) -> None:
 
 
 def _read_record(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SystemExit(f"{path}: unreadable nnU-Net record ({exc})") from exc
+    return read_json(path, "nnU-Net record", require=(), error=SystemExit)
 
 
 def _plan(args: argparse.Namespace) -> int:

@@ -40,6 +40,7 @@ import numpy as np
 
 from baselines.nnunet.spec import PLANS_IDENTIFIER, NnunetSpec, plans_identifier
 from medsam2.data.layout import LayoutError, StandardDataset
+from medsam2.fileio import read_json
 from medsam2.typed import to_plain
 
 CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres")
@@ -265,9 +266,11 @@ def train(plan_record: dict, spec: NnunetSpec, root: Path | str, model: str, fol
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
     pre = Path(os.environ["nnUNet_preprocessed"]) / plan_record["nnunet_dataset"]
-    plans = json.loads((pre / f"{spec.plans}.json").read_text())
+    plans = read_json(pre / f"{spec.plans}.json", "nnU-Net plans file", require=(),
+                      error=NnunetError)
     plans["continue_training"] = False  # nnunetv2 2.8 passes this flag inside the plans
-    dataset_json = json.loads((pre / "dataset.json").read_text())
+    dataset_json = read_json(pre / "dataset.json", "nnU-Net dataset file", require=(),
+                             error=NnunetError)
     fold_dir = (Path(os.environ["nnUNet_results"]) / plan_record["nnunet_dataset"]
                 / f"{TRAINER}__{spec.plans}__{configuration}" / f"fold_{fold}")
     if fold_dir.exists():  # a re-run (changed schedule) must not mix logs or checkpoints

@@ -53,6 +53,7 @@ from medsam2.data.layout import (
     write_splits,
     write_volume,
 )
+from medsam2.fileio import read_json
 
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".gif")
 SITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr", ".dcm")
@@ -317,12 +318,25 @@ class ConversionReport:
             kinds = Counter(reason_kind(s["reason"]) for s in self.skipped)
             line += " (" + ", ".join(f"{k}: {n}" for k, n in kinds.most_common()) + ")"
         if self.empty_labels:
-            counts = Counter(n for names in self.empty_labels.values() for n in names)
             line += (f"; {len(self.empty_labels)} case(s) with an empty label ("
-                     + ", ".join(f"{k}: {n}" for k, n in sorted(counts.items())) + ")")
+                     + "; ".join(self.without_label()) + ")")
         if self.notes:
             line += f"; {len(self.notes)} case(s) changed by dataset-file rules (see the report)"
         return line
+
+    def without_label(self, shown: int = 5) -> list[str]:
+        """``2 without 'lesion': c03, c07`` per label (the first ``shown`` ids): the case ids
+        in the one line a console reader sees, since each is a pair the evaluation's
+        ``both_empty`` policy may leave out of the means."""
+        by_label: dict[str, list[str]] = {}
+        for cid, names in self.empty_labels.items():
+            for name in names:
+                by_label.setdefault(name, []).append(cid)
+        out = []
+        for name, ids in sorted(by_label.items()):
+            more = f", ... (+{len(ids) - shown})" if len(ids) > shown else ""
+            out.append(f"{len(ids)} without '{name}': {', '.join(ids[:shown])}{more}")
+        return out
 
     def summary(self) -> str:
         lines = [self.one_line()]
@@ -501,7 +515,7 @@ def run_conversion(
         meta["is_2d"] = True
     write_splits(tmp, train, test, seed)
     if group_by is not None:  # the groups beside the split, so a reader can check it
-        splits = json.loads((tmp / "splits.json").read_text())
+        splits = read_json(tmp / "splits.json", "splits file", require=())
         splits.update(group_by=group_by, groups={c: group_of[c] for c in done})
         (tmp / "splits.json").write_text(json.dumps(splits, indent=2) + "\n")
     (tmp / "conversion_report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")

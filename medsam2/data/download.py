@@ -23,6 +23,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from medsam2.fileio import read_json
+
 LOCK_NAME = "sha256.lock.json"
 CHUNK = 1 << 20
 KEEP_ASIDE_BYTES = 64 << 20  # a wrong file at least this big is renamed aside, not deleted
@@ -49,10 +51,7 @@ def read_lock(folder: Path | str) -> dict[str, str]:
     path = Path(folder) / LOCK_NAME
     if not path.is_file():
         return {}
-    try:
-        return dict(json.loads(path.read_text()))
-    except json.JSONDecodeError as exc:
-        raise DownloadError(f"{path}: invalid JSON ({exc})") from exc
+    return dict(read_json(path, "checksum lock file", require=(), error=DownloadError))
 
 
 def record_lock(folder: Path | str, name: str, digest: str) -> Path:

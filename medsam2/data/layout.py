@@ -28,6 +28,8 @@ import nibabel as nib
 import numpy as np
 from PIL import Image as PILImage
 
+from medsam2.fileio import read_json
+
 SPLIT_FOLDERS = {"train": ("imagesTr", "labelsTr"), "test": ("imagesTs", "labelsTs")}
 SUPPORTED_ENDINGS = (".nii.gz", ".png")
 
@@ -187,15 +189,12 @@ class StandardDataset:
         meta_path = self.root / "dataset.json"
         if not meta_path.is_file():
             raise LayoutError(f"{meta_path}: missing (not a standard dataset folder)")
-        try:
-            self.meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise LayoutError(f"{meta_path}: invalid JSON ({exc})") from exc
-        for key in ("channel_names", "labels", "file_ending"):
-            if key not in self.meta:
-                raise LayoutError(f"{meta_path}: key '{key}' missing")
+        self.meta = read_json(meta_path, "dataset file",
+                              require=("channel_names", "labels", "file_ending"),
+                              error=LayoutError)
         splits_path = self.root / "splits.json"
-        self.splits = json.loads(splits_path.read_text()) if splits_path.is_file() else None
+        self.splits = read_json(splits_path, "splits file", require=("train", "test"),
+                                error=LayoutError) if splits_path.is_file() else None
 
     @property
     def name(self) -> str:

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from medsam2.data.frames import Intensity, sequence_axis, slices
 from medsam2.data.layout import StandardDataset
+from medsam2.fileio import read_json
 
 CACHE_VERSION = 1
 
@@ -94,13 +95,14 @@ def preprocess_dataset(dataset_dir: Path, out_dir: Path, image_size: int,
 
 def is_cache(folder: Path) -> bool:
     index = Path(folder) / "index.json"
-    return index.is_file() and json.loads(index.read_text()).get("preprocessed", False)
+    return index.is_file() and read_json(index, "preprocessing cache index",
+                                         require=()).get("preprocessed", False)
 
 
 def load_cache(folder: Path) -> tuple[dict, list[tuple[np.ndarray, np.ndarray]]]:
     """The index and the (frames in [0, 1], labels) of every cached case."""
     folder = Path(folder)
-    index = json.loads((folder / "index.json").read_text())
+    index = read_json(folder / "index.json", "preprocessing cache index", require=())
     if index.get("version") != CACHE_VERSION:
         raise ValueError(f"{folder}/index.json: cache version {index.get('version')}, "
                          f"expected {CACHE_VERSION}: delete the folder to rebuild it")

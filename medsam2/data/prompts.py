@@ -25,6 +25,7 @@ from scipy import ndimage
 
 from medsam2 import protocols
 from medsam2.data.frames import sequence_axis
+from medsam2.fileio import FileFormatError, read_json
 
 PROMPT_KINDS = ("click", "box", "mask")
 #: the prompt of a drawn frame that does not show the object: an all-zero mask, as the
@@ -212,12 +213,13 @@ def dataset_prompts(dataset_dir: Path | str, kind: str, seed: int, split: str = 
 def load_prompts(path: Path | str) -> dict:
     """The stored prompts: case -> label -> list of Prompt (3D: one per axis). A file that
     is not one (truncated, edited by hand) fails naming the file and the reason."""
+    data = read_json(path, "prompts file", require=("cases",))
     try:
-        data = json.loads(Path(path).read_text())
         for case, labels in data["cases"].items():
             data["cases"][case] = {k: [Prompt(**p) for p in v] for k, v in labels.items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{path}: not a prompts file ({type(exc).__name__}: {exc})") from None
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise FileFormatError(
+            f"{path}: not a prompts file ({type(exc).__name__}: {exc})") from None
     return data
 
 

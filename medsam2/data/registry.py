@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from medsam2.data import download as dl
 from medsam2.data import extract as ex
+from medsam2.fileio import read_yaml
 
 if TYPE_CHECKING:  # pragma: no cover
     from medsam2.data.converters._rules import CaseRules
@@ -201,10 +200,7 @@ def load_spec(path: Path | str) -> DatasetSpec:
     path = Path(path)
     if not path.is_file():
         raise RegistryError(f"{path}: dataset file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise RegistryError(f"{path}: invalid YAML ({exc})") from exc
+    raw = read_yaml(path, "dataset registry file", error=RegistryError)
     spec = spec_from_dict(raw, str(path))
     if spec.key != path.stem:
         raise RegistryError(f"{path}: key {spec.key!r} differs from the file name")

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from medsam2.data.layout import LayoutError, StandardDataset
-from medsam2.evaluate import summarise
+from medsam2.evaluate import BothEmpty, summarise
+from medsam2.fileio import read_csv, read_json, read_yaml
 from medsam2.report import figures, overlays, render, stats
 from medsam2.report.files import figures_left_out
 from medsam2.report.tables import (
@@ -42,18 +42,14 @@ from medsam2.spec import Config
 METRIC_COLUMNS = ("dataset", "model", "case", "label", "label_value", "dice", "iou", "hd95_mm",
                   "gt_voxels", "pred_voxels", "spacing", "diagonal_mm", "status")
 SUMMARY_UNITS = ("Dice as a fraction, HD95 in mm: mean ± std over cases (label 'all': over "
-                 "cases and labels); n = case-label pairs scored.")
+                 "cases and labels); n = case-label pairs in the means.")
 
 
 def load_config(path: Path | str) -> Config:
     """The resolved config (JSON or YAML), parsed and checked as the workflow did."""
     path = Path(path)
-    try:
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read the resolved config ({exc})") from exc
-    return Config.from_dict(data, str(path))
+    read = read_json if path.suffix == ".json" else read_yaml
+    return Config.from_dict(read(path, "resolved config"), str(path))
 
 
 def main_model(config: Config) -> str | None:
@@ -72,13 +68,8 @@ def load_metrics(metrics_dir: Path, config: Config) -> tuple[pd.DataFrame, list[
         if not path.is_file():
             missing.append((dataset, model))
             continue
-        try:
-            df = pd.read_csv(path, dtype={"case": str, "label": str})
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: unreadable metrics CSV ({exc})") from exc
-        lacking = [c for c in METRIC_COLUMNS if c not in df.columns]
-        if lacking:
-            raise ValueError(f"{path}: metrics CSV lacks columns {lacking}")
+        df = read_csv(path, "metrics CSV", columns=METRIC_COLUMNS,
+                      dtype={"case": str, "label": str})
         frames.append(df.assign(dataset=dataset, model=model))
     metrics = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=list(METRIC_COLUMNS))
@@ -126,14 +117,17 @@ def provenance(config: Config) -> dict[str, str]:
     return {"commit": commit, "config_hash": hashlib.sha256(canonical.encode()).hexdigest()[:12]}
 
 
-def summary_cells(metrics: pd.DataFrame, penalty: str | float) -> pd.DataFrame:
+def summary_cells(metrics: pd.DataFrame, penalty: str | float,
+                  both_empty: BothEmpty = "exclude") -> pd.DataFrame:
     """summarise() per label plus POOLED rows per (dataset, model), indexed by the keys."""
-    cols = ["n", "n_error", "n_hd95_penalised", "dice_mean", "dice_std", "hd95_mean", "hd95_std"]
+    cols = ["n", "n_error", "n_both_empty", "n_hd95_penalised", "dice_mean", "dice_std",
+            "hd95_mean", "hd95_std"]
     if metrics.empty:
         idx = pd.MultiIndex.from_tuples([], names=list(stats.KEYS))
         return pd.DataFrame(columns=cols, index=idx, dtype=float)
-    per_label = stats.normalise_summary(summarise(metrics, penalty))
-    pooled = stats.normalise_summary(summarise(metrics.assign(label=POOLED), penalty))
+    per_label = stats.normalise_summary(summarise(metrics, penalty, both_empty))
+    pooled = stats.normalise_summary(summarise(metrics.assign(label=POOLED), penalty,
+                                               both_empty))
     both = pd.concat([per_label, pooled], ignore_index=True)
     both["label"] = both["label"].astype(str)
     return both.set_index(list(stats.KEYS))[cols]
@@ -191,8 +185,8 @@ def prepare(metrics_dir: Path | str, config_path: Path | str,
     n_cases = {d: int(metrics.loc[metrics["dataset"] == d, "case"].nunique())
                for d in config.datasets}
     labels = dataset_labels(config, metrics, datasets_dir, reported)
-    ctx = Context(config, summary_cells(metrics, penalty), labels, n_cases, reported,
-                  provenance(config), missing)
+    cells = summary_cells(metrics, penalty, config.evaluate.both_empty)
+    ctx = Context(config, cells, labels, n_cases, reported, provenance(config), missing)
     return ctx, metrics
 
 
@@ -230,7 +224,7 @@ def build_report(metrics_dir: Path | str, config_path: Path | str, out_dir: Path
         encoding="utf-8")
     written += [out_dir / n for n in ("summary.csv", "summary.md", "summary.html")]
 
-    rows = stats.per_row_values(metrics, penalty)
+    rows = stats.per_row_values(metrics, penalty, config.evaluate.both_empty)
     per_case = stats.per_case_values(rows)
     main = main_model(config)
     stats.stats_table(per_case, main, config.seed, n_boot).to_csv(

@@ -2,8 +2,10 @@
 
 The unit of every statistic is the *case* (a patient volume or an image): a case's value
 is the mean over its labels, so cases with many structures do not count more. HD95 uses
-the configured penalty for one-sided empty masks, applied by ``medsam2.evaluate.summarise``
-(called per case and label) so that figures, statistics and tables agree.
+the configured penalty for one-sided empty masks, and a label absent from both masks
+follows the configured ``both_empty`` policy (left out, or Dice 1 / HD95 0), both applied
+by ``medsam2.evaluate.summarise`` (called per case and label) so that figures, statistics
+and tables agree.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from medsam2.evaluate import summarise
+from medsam2.evaluate import BothEmpty, check_both_empty, summarise
+from medsam2.metrics import STATUS_BOTH_EMPTY
 
 _SEP = "\x1f"  # joins label and case into one group key for summarise
 KEYS = ("dataset", "model", "label")
@@ -30,13 +33,21 @@ def normalise_summary(summary: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-def per_row_values(metrics: pd.DataFrame, hd95_penalty: str | float) -> pd.DataFrame:
-    """One row per (dataset, model, case, label): dice and penalised hd95 (NaN for errors)."""
+def per_row_values(metrics: pd.DataFrame, hd95_penalty: str | float,
+                   both_empty: BothEmpty = "exclude") -> pd.DataFrame:
+    """One row per (dataset, model, case, label): dice and penalised hd95 (NaN for errors).
+
+    Under ``both_empty='exclude'`` a label absent from both masks of a case has no row, so
+    that a case's mean over labels and the figures' points leave it out as the tables do
+    (an error row stays, NaN, as a case that was run); under 'one' it is Dice 1, HD95 0.
+    """
     cols = ["dataset", "model", "case", "label", "dice", "hd95"]
+    if check_both_empty(both_empty) == "exclude" and not metrics.empty:
+        metrics = metrics[metrics["status"].astype(str) != STATUS_BOTH_EMPTY]
     if metrics.empty:
         return pd.DataFrame(columns=cols)
     keyed = metrics.assign(label=metrics["label"].astype(str) + _SEP + metrics["case"].astype(str))
-    summ = normalise_summary(summarise(keyed, hd95_penalty))
+    summ = normalise_summary(summarise(keyed, hd95_penalty, both_empty))
     parts = summ["label"].astype(str).str.split(_SEP, n=1, expand=True)
     return pd.DataFrame({
         "dataset": summ["dataset"].to_numpy(), "model": summ["model"].to_numpy(),
@@ -47,7 +58,8 @@ def per_row_values(metrics: pd.DataFrame, hd95_penalty: str | float) -> pd.DataF
 
 
 def per_case_values(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean over labels per (dataset, model, case); NaN only when every label failed."""
+    """Mean over labels per (dataset, model, case); NaN only when every label failed. A case
+    whose every label was left out as empty in both masks has no row (nothing measured)."""
     if rows.empty:
         return pd.DataFrame(columns=["dataset", "model", "case", "dice", "hd95"])
     return rows.groupby(["dataset", "model", "case"], sort=True)[["dice", "hd95"]].mean() \

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from medsam2 import protocols
+from medsam2.fileio import read_csv
 from medsam2.report.files import is_ablation
 from medsam2.spec import Config, DatasetSpec, ModelSpec, ReportSpec, TrackerSpec
 
@@ -39,11 +40,7 @@ ABLATION_STEPS = {  # paper_name -> row label, in the paper's (cumulative) order
 def load_reported(path: Path | str | None = None) -> pd.DataFrame:
     """The paper's Dice numbers (long format); a bad file fails naming it."""
     source = path or resources.files("medsam2.report") / "reported_dice.csv"
-    df = pd.read_csv(source)
-    missing = [c for c in REPORTED_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{source}: reported-numbers CSV lacks columns {missing}")
-    return df
+    return read_csv(Path(str(source)), "reported-numbers CSV", columns=REPORTED_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -237,6 +234,25 @@ def _fill_mean_column(mean: pd.DataFrame, columns: list[Column], rep: pd.DataFra
 
 
 # ----------------------------------------------------------------------------- footnotes
+def both_empty_note(policy: str, per_label: pd.DataFrame) -> str | None:
+    """The footnote on label-case pairs empty in both masks (None when there are none):
+    how many there are and what the policy made of them, since either choice moves means."""
+    n_both = int(per_label["n_both_empty"].sum()) if len(per_label) else 0
+    if n_both == 0:
+        return None
+    many = n_both != 1
+    pairs = f"{n_both} label-case pair{'s' if many else ''} empty in both ground truth and " \
+            "prediction"
+    if policy == "one":
+        return (f"{pairs} {'count' if many else 'counts'} as Dice 1 (100 %) and HD95 0 mm in "
+                "the means (evaluate.both_empty: one).")
+    unscored = per_label[(per_label["n_both_empty"] > 0) & (per_label["n"] == 0)]
+    tail = (f"; {len(unscored)} structure-model cell(s) with no other pair have no mean "
+            f"({MISSING})" if len(unscored) else "")
+    return (f"{pairs} {'are' if many else 'is'} left out of the means "
+            f"(evaluate.both_empty: exclude){tail}.")
+
+
 def footnotes(ctx: Context, datasets: list[str], units: str, paper_table: str | None,
               extra: list[str] | None = None) -> list[str]:
     """Protocol and prompt, units, empty-mask convention, cases, seed, commit and config
@@ -250,6 +266,7 @@ def footnotes(ctx: Context, datasets: list[str], units: str, paper_table: str | 
     per_label = scoped[scoped.index.get_level_values("label") != POOLED]
     n_pen = int(per_label["n_hd95_penalised"].sum()) if len(per_label) else 0
     n_err = int(per_label["n_error"].sum()) if len(per_label) else 0
+    both = both_empty_note(ctx.config.evaluate.both_empty, per_label)
     pen_text = {"diagonal": "the image diagonal in mm", "nan": "excluded"}.get(
         str(penalty), f"{penalty} mm"
     )
@@ -257,9 +274,9 @@ def footnotes(ctx: Context, datasets: list[str], units: str, paper_table: str | 
     notes = [
         f"Protocol and prompt per column: {prompts or MISSING}.",
         units,
-        "Empty masks: both empty gives Dice 1 (100 %) and HD95 0 mm; exactly one empty gives "
-        f"Dice 0 and an undefined HD95, counted as {pen_text} in means ({n_pen} case-labels); "
-        f"failed cases are excluded ({n_err}).",
+        "Empty masks: exactly one empty gives Dice 0 and an undefined HD95, counted as "
+        f"{pen_text} in means ({n_pen} case-labels); failed cases are excluded ({n_err}).",
+        *([both] if both else []),
         f"Test cases: {cases or MISSING}. Seed(s): {', '.join(seeds)}.",
         f"Git commit {ctx.provenance.get('commit', 'unknown')}; "
         f"config sha256 {ctx.provenance.get('config_hash', 'unknown')}.",

@@ -12,13 +12,14 @@ rule evaluate:
     params:
         dir=lambda w: dataset_dir(w.dataset),
         strict="--strict" if SPEC.evaluate.strict else "",
+        both_empty=SPEC.evaluate.both_empty,
     resources:
         mem_mb=lambda w: dataset_resources(w.dataset).mem_mb,
         runtime=lambda w, attempt: dataset_resources(w.dataset).runtime * attempt,
     shell:
         "medsam2 evaluate --dataset-dir {params.dir} --pred-dir {input.predictions}"
         " --dataset {wildcards.dataset} --model {wildcards.model} --out {output}"
-        " {params.strict} > {log} 2>&1"
+        " --both-empty {params.both_empty} {params.strict} > {log} 2>&1"
 
 
 # One-Prompt template sensitivity (2D one_prompt datasets): the same tracker predicts with

@@ -15,7 +15,6 @@ threshold is declared: compression noise would otherwise become labels.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from medsam2.data.convert import PIL_SUFFIXES, RawCase, _suffix, read_any
 from medsam2.data.converters._common import pair, rglob
 from medsam2.data.converters._rules import CaseRules, LabelRule
 from medsam2.data.layout import LayoutError, check_label
+from medsam2.fileio import read_json
 
 ENDINGS = (".nii.gz", ".nii", ".png", ".mha", ".nrrd", ".tif", ".tiff", ".jpg", ".jpeg",
            ".bmp", ".npy")
@@ -85,12 +85,7 @@ def read_declaration(root: Path) -> dict:
     meta_path = root / "dataset.json"
     if not meta_path.is_file():
         return {}
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise LabelDeclarationError(f"{meta_path}: invalid JSON ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise LabelDeclarationError(f"{meta_path}: not a JSON object")
+    meta = read_json(meta_path, "dataset file", require=(), error=LabelDeclarationError)
     if "labels" in meta:
         labels = meta["labels"]
         if not isinstance(labels, dict) or not all(
