@@ -24,8 +24,11 @@ from medsam2.spec import TrackerSpec
 
 def template_sensitivity(spec: TrackerSpec, checkpoint: Path | None, dataset_dir: Path,
                          prompts: Path, seeds: list[int], model: str,
-                         out_csv: Path) -> pd.DataFrame:
-    """Dice/HD95 per (seed, case, label) of One-Prompt runs with different templates."""
+                         out_csv: Path, dataset: str | None = None,
+                         both_empty: str = "exclude") -> pd.DataFrame:
+    """Dice/HD95 per (seed, case, label) of One-Prompt runs with different templates,
+    scored as the evaluate stage scores (``both_empty`` its policy); ``dataset`` names the
+    config entry (default the folder's name; entries may share one standard dataset)."""
     frames = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
@@ -34,8 +37,8 @@ def template_sensitivity(spec: TrackerSpec, checkpoint: Path | None, dataset_dir
                             mode_2d="one_prompt")
             template = read_json(pred_dir / "one_prompt_template.json",
                                  "One-Prompt template record", require=("template",))
-            df = evaluate_dataset(dataset_dir, pred_dir, dataset_dir.name, model,
-                                  pred_dir / "metrics.csv")
+            df = evaluate_dataset(dataset_dir, pred_dir, dataset or dataset_dir.name, model,
+                                  pred_dir / "metrics.csv", both_empty=both_empty)
             frames.append(df.assign(seed=seed, template=template["template"]))
     out = pd.concat(frames, ignore_index=True)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +52,8 @@ def template_sensitivity(spec: TrackerSpec, checkpoint: Path | None, dataset_dir
 def _cli(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     template_sensitivity(tracker_spec_from_args(args), args.checkpoint, args.dataset_dir,
-                         args.prompts, args.seeds, args.model, args.out)
+                         args.prompts, args.seeds, args.model, args.out, args.dataset,
+                         args.both_empty)
     return 0
 
 
@@ -57,6 +61,10 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("sensitivity", help="One-Prompt template sensitivity (2D)")
     add_model_config_args(p)
     p.add_argument("--model", required=True, help="model name for the CSV")
+    p.add_argument("--dataset", default=None, help="dataset name for the CSV (default: the "
+                                                   "dataset folder's name)")
+    p.add_argument("--both-empty", choices=("exclude", "one"), default="exclude",
+                   help="evaluate.both_empty: a label absent from both masks")
     p.add_argument("--checkpoint", type=Path, default=None)
     p.add_argument("--dataset-dir", required=True, type=Path)
     p.add_argument("--prompts", required=True, type=Path)

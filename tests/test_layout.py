@@ -98,3 +98,17 @@ def test_label_values_not_declared_in_dataset_json_are_an_error(tmp_path):
     with pytest.raises(LayoutError, match=r"a\.png: label values \[255\] are not declared in"):
         ds.read_label(ds.cases("train")[0])
     assert "not declared" in ds.verify()[0]
+
+
+def test_a_modality_string_in_dataset_json_is_refused(tmp_path):
+    """nnU-Net v2 reads a top-level 'modality' as v1's channel dict: 'CT' would build a
+    2-channel network on 1-channel data. Such a dataset.json fails naming the fix."""
+    import json
+
+    from medsam2.data.layout import LayoutError, StandardDataset
+
+    meta = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1},
+            "file_ending": ".nii.gz", "modality": "CT"}
+    (tmp_path / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(LayoutError, match="2 input channels.*imaging_modality"):
+        StandardDataset(tmp_path)

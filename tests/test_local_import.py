@@ -209,7 +209,7 @@ def test_channel_names_of_a_local_dataset_json_are_kept(tmp_path: Path):
     out = tmp_path / "out" / "ct"
     import_local(src, out)
     ds = StandardDataset(out)
-    assert ds.meta["channel_names"] == {"0": "CT"} and ds.meta["modality"] == "CT"
+    assert ds.meta["channel_names"] == {"0": "CT"} and ds.meta["imaging_modality"] == "CT"
     with pytest.raises(ConversionError, match=r"channel_names says 'CT' but the modality "
                                               r"given is 'MR'"):
         import_local(src, tmp_path / "out" / "ct2", modality="MR")

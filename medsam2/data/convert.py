@@ -536,7 +536,7 @@ def convert_dataset(spec: DatasetSpec, src: Path, out: Path, seed: int = 0,
     if not Path(src).is_dir():
         raise ConversionError(f"{src}: extracted data folder not found (run extract first)")
     cases = CONVERTERS[spec.converter](Path(src), spec.options)
-    meta = {"source": spec.key, "modality": spec.modality, "prompt": spec.prompt,
+    meta = {"source": spec.key, "imaging_modality": spec.modality, "prompt": spec.prompt,
             "target_labels": spec.target_labels, "paper_key": spec.paper_key,
             "paper_structures": spec.paper_structures}
     return run_conversion(
@@ -578,7 +578,7 @@ def import_local(path: Path, out: Path, seed: int = 0, test_fraction: float = 0.
     return run_conversion(
         out.name, cases, Path(out), dims, plan.source, names, seed, test_fraction,
         channel,
-        {"source": f"local:{path}", "modality": modality, "prompt": prompt,
+        {"source": f"local:{path}", "imaging_modality": modality, "prompt": prompt,
          "target_labels": list(names)},
         rules=plan.rules, rejected=plan.rejected, label_origin=plan.origin,
     )

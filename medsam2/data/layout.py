@@ -192,6 +192,14 @@ class StandardDataset:
         self.meta = read_json(meta_path, "dataset file",
                               require=("channel_names", "labels", "file_ending"),
                               error=LayoutError)
+        # nnU-Net v2 still reads a top-level "modality" as v1's channel dict and takes its
+        # length as the number of input channels (nnunetv2 label_handling.py,
+        # determine_num_input_channels): "CT" would build a 2-channel network
+        if "modality" in self.meta and not isinstance(self.meta["modality"], dict):
+            raise LayoutError(
+                f"{meta_path}: 'modality' is {self.meta['modality']!r}, which nnU-Net reads as "
+                f"{len(self.meta['modality'])} input channels; the modality belongs in "
+                "'imaging_modality' (convert or import the dataset again)")
         splits_path = self.root / "splits.json"
         self.splits = read_json(splits_path, "splits file", require=("train", "test"),
                                 error=LayoutError) if splits_path.is_file() else None

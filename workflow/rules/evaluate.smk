@@ -41,6 +41,7 @@ rule template_sensitivity:
         cfg=lambda w: model_json(w.model, w.dataset),
         dir=lambda w: dataset_dir(w.dataset),
         seeds=" ".join(str(SEED + k) for k in range(SPEC.evaluate.template_seeds)),
+        both_empty=SPEC.evaluate.both_empty,
     threads: lambda w: model_resources(w.model, "predict").threads
     resources:
         gpu=lambda w: model_resources(w.model, "predict").gpu,
@@ -48,6 +49,7 @@ rule template_sensitivity:
         runtime=lambda w, attempt: model_resources(w.model, "predict").runtime * attempt,
     shell:
         "medsam2 sensitivity --model-json {params.cfg:q} --model {wildcards.model}"
+        " --dataset {wildcards.dataset} --both-empty {params.both_empty}"
         " --checkpoint {input.checkpoint} --dataset-dir {params.dir}"
         " --prompts {input.prompts} --seeds {params.seeds} --out {output}"
         " --threads {threads} > {log} 2>&1"
