@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint report clean-results
+.PHONY: install demo test lint paper-smoke report clean-results
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q tests/test_workflow.py -k lint
+
+# The paper run's whole DAG at toy sizes (config/paper-smoke.yaml) on miniature archives of
+# the 14 datasets; part of `make test`. SMOKE_DIR=<folder> keeps its results to look at.
+paper-smoke: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q tests/test_paper_smoke.py
 
 clean-results:
 	rm -rf results/datasets results/models results/predictions results/metrics \

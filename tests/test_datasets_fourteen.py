@@ -57,12 +57,12 @@ def pil_bytes(array: np.ndarray, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def rgb(h: int = 12, w: int = 10) -> np.ndarray:
-    return RNG.integers(0, 255, (h, w, 3)).astype(np.uint8)
+def rgb() -> np.ndarray:
+    return RNG.integers(0, 255, (*S2, 3)).astype(np.uint8)
 
 
-def mask2d(values: list[int], background: int = 0, h: int = 12, w: int = 10) -> np.ndarray:
-    m = np.full((h, w), background, dtype=np.uint8)
+def mask2d(values: list[int], background: int = 0) -> np.ndarray:
+    m = np.full(S2, background, dtype=np.uint8)
     for i, v in enumerate(values):
         m[2 + 2 * i : 4 + 2 * i, 3:7] = v
     return m
@@ -113,7 +113,10 @@ def write_tar(path: Path, members: dict[str, bytes]) -> Path:
 # --------------------------------------------------------------------------- builders
 # Each returns (files, expectations). Each follows the public source named in its comment;
 # where nothing public shows the layout, the dataset file lists it under `unverified`.
+# Image sizes: 3D volumes S3, 2D images S2 (the expectations are for these; the paper
+# smoke run builds larger ones, which nnU-Net's planner needs to pool at least once).
 S3 = (6, 5, 4)
+S2 = (12, 10)
 
 
 def build_wbc(tmp: Path):
@@ -174,7 +177,7 @@ def build_pendal(tmp: Path):
     # correspond to the mandible"). Mendeley's "Download All" zip wraps it in another zip.
     inner = {}
     for i in (1, 2):
-        xray = RNG.integers(1, 255, (12, 10)).astype(np.uint8)
+        xray = RNG.integers(1, 255, S2).astype(np.uint8)
         inner[f"Images/{i}.png"] = pil_bytes(xray, "PNG")
         for folder, rows in (("Segmentation1", slice(6, 10)), ("Segmentation2", slice(5, 10))):
             seg = np.zeros_like(xray)
@@ -192,7 +195,7 @@ def build_cadvidset(tmp: Path):
     for vid, frames in (("video01", ["000", "001"]), ("video02", ["000"])):
         for f in frames:
             m[f"CadVidSet/{vid}/images/{f}.png"] = pil_bytes(
-                RNG.integers(0, 255, (12, 10)).astype(np.uint8), "PNG")
+                RNG.integers(0, 255, S2).astype(np.uint8), "PNG")
             m[f"CadVidSet/{vid}/masks/{f}.png"] = pil_bytes(mask2d([255]), "PNG")
     return [write_zip(tmp / "cadvidset.zip", m)], dict(
         n=3, shape=(12, 10), spacing=(1.0, 1.0), values={0, 1},
@@ -347,7 +350,7 @@ def build_btcv(tmp: Path):
     # RawData/Training/{img,label}/imgNNNN / labelNNNN.nii.gz (13 organs); Testing/img has no
     # labels and is not a source of cases.
     aff = diag(0.76, 0.76, 3.0)
-    shape = (14, 5, 4)
+    shape = (S3[0] + 8, *S3[1:])  # more slices than the others: 13 organs, one per slice
     m = {}
     for i in (1, 2):
         m[f"RawData/Training/img/img{i:04d}.nii.gz"] = nii_bytes(ct(shape), aff)
@@ -394,6 +397,8 @@ def test_download_extract_convert(key: str, tmp_path: Path):
     assert set(report.notes) == expect.get("notes", set()), report.summary()
     ds = StandardDataset(out)
     assert ds.verify() == []
+    # nnU-Net would take a top-level "modality" string's length as its channel count
+    assert "modality" not in ds.meta and ds.meta["imaging_modality"] == spec.modality
     cases = ds.cases("train") + ds.cases("test")
     assert {c.case_id for c in cases} == expect["ids"]
     assert len(cases) == expect["n"]

@@ -117,7 +117,7 @@ def run_smoke(root: Path, cores: int = 2) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(exe), "-s", str(REPO / "Snakefile"), "-d", str(root), "--cores", str(cores),
          "--configfile", *map(str, CONFIGS), "--config", f"registry_dir={registry}",
-         "--rerun-incomplete"],
+         "--rerun-incomplete", "--keep-going"],
         capture_output=True, text=True, timeout=1800, env=env)
 
 
