@@ -251,3 +251,25 @@ def test_nnunet_2d_images_fold_all(tmp_path: Path) -> None:
     assert record["configuration"] == "2d" and record["fold"] == "all"
     assert Path(record["checkpoint"]).parent.name == "fold_all"
     check_predictions(ds, out, tmp_path)
+
+
+@pytest.mark.slow
+def test_images_too_small_to_pool_fail_at_planning_naming_why(tmp_path: Path) -> None:
+    """nnU-Net plans a one-stage network for images it cannot pool, and its trainer then
+    fails in the loss with an IndexError; the plan step says why instead."""
+    from baselines.nnunet.runner import plan_and_preprocess
+
+    root = tmp_path / "datasets" / "speck"
+    affine = affine_from_spacing((0.5, 0.5, 3.0))
+    rng = np.random.default_rng(0)
+    ids = [f"speck_{i}" for i in range(3)]
+    for i, cid in enumerate(ids):
+        label = np.zeros((6, 5, 4), np.int16)
+        label[2:4, 2:4, 1:3] = 1
+        write_case(root, cid, "test" if i == 2 else "train",
+                   Volume(rng.normal(0, 1, label.shape).astype(np.float32), affine),
+                   Volume(label, affine.copy()))
+    write_splits(root, ids[:2], ids[2:], 0)
+    write_dataset_json(root, {"speck": 1}, 2, ".nii.gz", {"0": "CT"})
+    with pytest.raises(NnunetError, match="too small for nnU-Net to pool once"):
+        plan_and_preprocess(root, tmp_path / "nnunet", ["3d_fullres"], threads=1)

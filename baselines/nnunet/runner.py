@@ -215,12 +215,25 @@ def plan_and_preprocess(dataset_dir: Path | str, root: Path | str, configuration
         if missing:
             raise NnunetError(f"{name}: nnU-Net planned no {missing} configuration "
                               f"(planned: {sorted(planned['configurations'])})")
+        for c in configs:
+            _check_pools(name, c, planned["configurations"][c])
         preprocess_dataset(did, identifier, configs, [threads] * len(configs), verbose=False,
                            show_progress_bar=False)
         files[identifier] = str(pre / f"{identifier}.json")
     _write_splits(pre, [c.case_id for c in StandardDataset(dataset_dir).cases("train")])
     return {"dataset": Path(dataset_dir).name, "nnunet_dataset": name, "dataset_id": did,
             "plans": files, "configurations": configs, "seconds": round(time.time() - t0, 1)}
+
+
+def _check_pools(name: str, configuration: str, planned: dict) -> None:
+    """A network that cannot pool has one stage, and nnU-Net's trainer then fails deep
+    inside its loss (an empty deep-supervision weight list): say why at planning."""
+    arch = planned.get("architecture", {}).get("arch_kwargs", {})
+    if arch.get("n_stages", 2) < 2:
+        raise NnunetError(
+            f"{name}: the {configuration} network has {arch.get('n_stages')} stage: images of "
+            f"{planned.get('median_image_size_in_voxels')} voxels (spacing "
+            f"{planned.get('spacing')}) are too small for nnU-Net to pool once")
 
 
 def _write_splits(preprocessed: Path, train_ids: list[str]) -> None:
