@@ -125,7 +125,8 @@ class _Sequence:
 
     def __init__(self, model, stack01: np.ndarray, image_size: int, chunk_size: int | None,
                  crop: bool, passes: int, mirror: tuple[int, ...] = ()):
-        self.model, self.image_size, self.full_hw = model, image_size, stack01.shape[1:]
+        # (T, H, W), or (T, H, W, 3) for a colour image
+        self.model, self.image_size, self.full_hw = model, image_size, stack01.shape[1:3]
         self.view = tuple(mirror)  # frame axes flipped: 0 rows, 1 columns
         self.stack_axes = tuple(1 + a for a in self.view)  # the same in the (T, H, W) stack
         if self.view:
@@ -134,7 +135,7 @@ class _Sequence:
         if self.box is not None:
             rows, cols = self.box
             stack01 = stack01[:, rows, cols]
-        self.hw = stack01.shape[1:]
+        self.hw = stack01.shape[1:3]
         frames = to_model_frames(stack01, image_size)
         self.features = ChunkedFeatures.for_passes(model, frames, passes, chunk_size)
 
@@ -348,7 +349,8 @@ def _predict_cases(spec: TrackerSpec, model, dataset_dir: Path, prompts_path: Pa
 def _predict_image(model, image, intensity, prompts, label, labels, image_size,
                    crop: bool = False, orientations: Orientations = Orientations(),
                    ) -> np.ndarray:
-    """One 2D image, each label prompted on the image itself (in each mirrored view)."""
+    """One 2D image ((H, W) grey or (H, W, 3) colour), each label prompted on the image
+    itself (in each mirrored view)."""
     frame = intensity.apply(image)[None]
     gts = {name: None if label is None else label == labels[name] for name in prompts}
     logits: dict[str, list[np.ndarray]] = {name: [] for name in prompts}
@@ -359,7 +361,7 @@ def _predict_image(model, image, intensity, prompts, label, labels, image_size,
                                                   for n in names])):
             logits[name].append(lg[0])
     scores = {labels[name]: orientations.fuse(lgs) for name, lgs in logits.items()}
-    return labels_from_scores(scores, image.shape)
+    return labels_from_scores(scores, image.shape[:2])
 
 
 def _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed,
@@ -397,7 +399,7 @@ def _one_prompt_2d(model, ds, prompts, intensity, image_size, out_dir, seed,
     for i, (case, image) in enumerate(zip(tests, images), start=1):
         scores = {v: Orientations().fuse([cuts[i - 1].paste(lo[i:i + 1])])
                   for v, lo in per_label.items()}
-        pred = labels_from_scores(scores, image.array.shape)
+        pred = labels_from_scores(scores, image.shape)
         written.append(write_volume(out_dir / f"{case.case_id}{ds.file_ending}",
                                     Volume(pred, image.affine), is_label=True))
     chosen = {name: None if case is None else case.case_id for name, case in templates.items()}
@@ -487,7 +489,8 @@ class ImageFrame:
     """A 2D image as a One-Prompt frame: with ``box`` cut to its non-zero region, as
     ``medsam2 preprocess`` cuts each training image (``crop_box``), so a model trained on
     cropped frames sees cropped frames; prompts move with the cut and logits are pasted
-    back (background outside), as :class:`_Sequence` does for volumes and per-image runs."""
+    back (background outside), as :class:`_Sequence` does for volumes and per-image runs.
+    A colour image ((H, W, 3)) is cut where any channel is non-zero."""
 
     hw: tuple[int, int]  # the full image
     box: tuple[slice, slice] | None = None

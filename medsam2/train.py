@@ -51,7 +51,8 @@ from medsam2.typed import to_plain
 
 
 class ClipSampler:
-    """Training cases of several standard datasets, held as [0, 1] slice stacks."""
+    """Training cases of several standard datasets, held as [0, 1] slice stacks: (T, H, W),
+    or for a colour 2D dataset images of (H, W, 3) (``frames.to_model_frames`` takes both)."""
 
     def __init__(self, dataset_dirs: list[Path], image_size: int,
                  weights: tuple[float, ...] | list[float] = ()):
@@ -106,7 +107,8 @@ class ClipSampler:
                                  ds.labels))
 
     def sample(self, rng: np.random.Generator, clip_len: int) -> tuple[np.ndarray, np.ndarray]:
-        """(T, H, W) images in [0, 1] and (T, H, W) binary masks; frame 0 has the object."""
+        """(T, H, W) (colour: (T, H, W, 3)) images in [0, 1] and (T, H, W) binary masks;
+        frame 0 has the object."""
         images, masks = self.sample_objects(rng, clip_len, 1)
         return images, masks[0]
 
@@ -143,6 +145,7 @@ class ClipSampler:
             picks = [first, *others[: clip_len - 1].tolist()]
             size = set_images[first].shape
             same = [i for i in picks if set_images[i].shape == size]  # one size per clip
+            # (and one channel layout: a colour dataset holds colour images only)
             images = np.stack([set_images[i] for i in same])
             labs = np.stack([set_labs[i] for i in same])
         extra = [v for v in labels.values() if v != value and (labs[0] == v).any()]
@@ -158,26 +161,27 @@ def augment_clip(images: np.ndarray, masks: np.ndarray, rng: np.random.Generator
                  ) -> tuple[np.ndarray, np.ndarray]:
     """One random flip / 90-degree turn and intensity change, the same for every frame.
 
-    For small training sets (the demo trains on a dozen volumes). Frames are in [0, 1];
-    the geometry is applied to the masks too. Off by default: in one demo run with it on
-    (from random initialisation), both trackers segmented the background of ``synth2d``
-    (Dice 0.01); on the 32-volume demo data with the pretrained trackers, two training
-    seeds gave synth3d 0.35 and 0.59, against 0.61 and 0.63 with the same seeds and recipe
-    without it.
+    For small training sets (the demo trains on a dozen volumes). Frames are (T, H, W) or
+    colour (T, H, W, 3) in [0, 1]; the geometry is applied to the masks too. Off by
+    default: in one demo run with it on (from random initialisation), both trackers
+    segmented the background of ``synth2d`` (Dice 0.01); on the 32-volume demo data with
+    the pretrained trackers, two training seeds gave synth3d 0.35 and 0.59, against 0.61
+    and 0.63 with the same seeds and recipe without it.
     """
     k = int(rng.integers(4))
     flip = bool(rng.random() < 0.5)
 
-    def geometry(a: np.ndarray) -> np.ndarray:
-        a = np.rot90(a, k, axes=(-2, -1))
-        return np.ascontiguousarray(a[..., ::-1] if flip else a)
+    def geometry(a: np.ndarray, rows: int) -> np.ndarray:
+        """Turn and flip the (rows, rows + 1) plane (a colour clip has its channels last)."""
+        a = np.rot90(a, k, axes=(rows, rows + 1))
+        return np.ascontiguousarray(np.flip(a, rows + 1) if flip else a)
 
     contrast = rng.uniform(0.8, 1.2)
     brightness = rng.uniform(-0.1, 0.1)
     gamma = float(np.exp(rng.uniform(-0.3, 0.3)))
     mean = images.mean()
     out = np.clip((images - mean) * contrast + mean + brightness, 0.0, 1.0) ** gamma
-    return geometry(out.astype(images.dtype, copy=False)), geometry(masks)
+    return geometry(out.astype(images.dtype, copy=False), 1), geometry(masks, masks.ndim - 2)
 
 
 #: prompt kinds (mask, click, box) of the single-frame steps

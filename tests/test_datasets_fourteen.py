@@ -110,6 +110,15 @@ def write_tar(path: Path, members: dict[str, bytes]) -> Path:
     return path
 
 
+def source_pixels(info: dict) -> np.ndarray:
+    """The decoded pixels of a converted case's source image file (gzipped or not)."""
+    path = Path(info["image"])
+    data = path.read_bytes()
+    data = gzip.decompress(data) if path.name.endswith(".gz") else data
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
 # --------------------------------------------------------------------------- builders
 # Each returns (files, expectations). Each follows the public source named in its comment;
 # where nothing public shows the layout, the dataset file lists it under `unverified`.
@@ -135,7 +144,7 @@ def build_wbc(tmp: Path):
             m[f"{top}/{subset}/{i}.png"] = pil_bytes(mask, "PNG")
     return [write_zip(tmp / "segmentation_WBC-master.zip", m)], dict(
         n=4, shape=(12, 10), spacing=(1.0, 1.0), values={0, 1}, notes={"d2_034"},
-        ids={"d1_001", "d1_002", "d2_001", "d2_034"})
+        ids={"d1_001", "d1_002", "d2_001", "d2_034"}, colour=True)
 
 
 def build_refuge(tmp: Path):
@@ -152,7 +161,8 @@ def build_refuge(tmp: Path):
     inner = {"REFUGE2/REFUGE-Training400.zip": _zip_bytes(imgs),
              "REFUGE2/Annotation-Training400.zip": _zip_bytes(anns)}
     return [write_zip(tmp / "REFUGE2.zip", inner)], dict(
-        n=3, shape=(12, 10), spacing=(1.0, 1.0), values={0, 1}, ids={"g0001", "n0001", "n0002"})
+        n=3, shape=(12, 10), spacing=(1.0, 1.0), values={0, 1}, ids={"g0001", "n0001", "n0002"},
+        colour=True)
 
 
 def build_stare(tmp: Path):
@@ -167,7 +177,7 @@ def build_stare(tmp: Path):
     return [write_tar(tmp / "stare-images.tar", images),
             write_tar(tmp / "labels-ah.tar", labels)], dict(
         n=3, shape=(12, 10), spacing=(1.0, 1.0), values={0, 1}, notes={"im0002"},
-        ids={"im0001", "im0002", "im0003"})
+        ids={"im0001", "im0002", "im0003"}, colour=True)
 
 
 def build_pendal(tmp: Path):
@@ -406,10 +416,19 @@ def test_download_extract_convert(key: str, tmp_path: Path):
     assert len(ds.cases("test")) >= 1
     assert ds.labels == spec.output_labels
     assert ds.file_ending == (".png" if spec.dims == 2 else ".nii.gz")
+    colour = expect.get("colour", False)
+    # colour datasets: nnU-Net's natural-image channel names (Dataset120_RoadSegmentation.py)
+    assert ds.is_rgb == colour
+    assert ds.meta["channel_names"] == ({"0": "R", "1": "G", "2": "B"} if colour
+                                        else {"0": spec.channel_name})
     seen: set[int] = set()
     for case in cases:
         image, label = ds.read_image(case), ds.read_label(case)
-        assert image.array.shape == label.array.shape == expect["shape"]
+        assert label.array.shape == expect["shape"]
+        assert image.array.shape == expect["shape"] + ((3,) if colour else ())
+        assert image.rgb == colour and image.shape == expect["shape"]
+        if colour:  # the source's own pixels, decoded as the converter reads them
+            assert np.array_equal(image.array, source_pixels(report.cases[case.case_id]))
         assert np.allclose(image.spacing, expect["spacing"], atol=1e-4)
         assert np.allclose(image.affine, label.affine)
         seen |= set(np.unique(label.array).tolist())

@@ -298,3 +298,87 @@ def test_a_later_float_image_turns_earlier_png_cases_into_nifti(tmp_path: Path):
     assert np.array_equal(ds.read_label(c0).array, _disc(1))
     assert np.array_equal(ds.read_image(ds.case("c2")).array, floats)
     assert _report(out)["dataset"]["stored_as_nifti_because"].startswith("c2: non-integer")
+
+
+# --------------------------------------------------------------------------- colour
+def _colour_folder(root: Path, images: dict[str, np.ndarray], suffix: str = ".png") -> Path:
+    """images/<case><suffix> from the given arrays + labels/<case>.png (a disc)."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "labels").mkdir(exist_ok=True)
+    for cid, img in images.items():
+        Image.fromarray(img).save(root / "images" / f"{cid}{suffix}")
+        Image.fromarray(_disc(1).astype(np.uint8)).save(root / "labels" / f"{cid}.png")
+    return root
+
+
+def test_colour_images_stay_rgb_and_grey_ones_join_them(tmp_path: Path):
+    """images/ + labels/: colour pictures are stored as RGB PNG with nnU-Net's
+    natural-image channel names; a grey image among them is repeated to three channels."""
+    rng = np.random.default_rng(2)
+    colour = {f"c{i}": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(3)}
+    grey = rng.integers(0, 256, (32, 32), dtype=np.uint8)
+    src = _colour_folder(tmp_path / "src", {**colour, "g0": grey}, ".bmp")
+    out = tmp_path / "out" / "smear"
+    report = import_local(src, out)
+    assert report.skipped == []
+    ds = StandardDataset(out)
+    assert ds.is_rgb and ds.meta["channel_names"] == {"0": "R", "1": "G", "2": "B"}
+    assert ds.verify() == []
+    for case in _all_cases(ds):
+        image = ds.read_image(case)
+        want = colour.get(case.case_id, np.stack([grey] * 3, axis=-1))
+        assert image.rgb and np.array_equal(image.array, want)
+        with Image.open(case.images[0]) as im:
+            assert im.mode == "RGB"
+    info = _report(out)
+    assert info["dataset"]["channel_names"] == {"0": "R", "1": "G", "2": "B"}
+    assert info["cases"]["g0"]["colour"].startswith("grey: stored as RGB")
+
+
+def test_colour_files_with_equal_channels_are_stored_as_grey(tmp_path: Path):
+    rng = np.random.default_rng(3)
+    greys = {f"c{i}": rng.integers(0, 256, (32, 32), dtype=np.uint8) for i in range(3)}
+    src = _colour_folder(tmp_path / "src", {c: np.stack([g] * 3, -1) for c, g in greys.items()})
+    out = tmp_path / "out" / "grey"
+    import_local(src, out, modality="microscopy")
+    ds = StandardDataset(out)
+    assert not ds.is_rgb and ds.meta["channel_names"] == {"0": "microscopy"}
+    for case in _all_cases(ds):
+        image = ds.read_image(case)
+        assert not image.rgb and np.array_equal(image.array, greys[case.case_id])
+    assert _report(out)["cases"]["c0"]["colour"] == "R = G = B in the file: stored as grey"
+
+
+def test_colour_with_a_case_that_needs_nifti_fails_naming_it(tmp_path: Path):
+    rng = np.random.default_rng(4)
+    src = _colour_folder(tmp_path / "src", {
+        f"c{i}": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(2)})
+    np.save(src / "images" / "f0.npy", rng.random((32, 32)).astype(np.float32))
+    Image.fromarray(_disc(1).astype(np.uint8)).save(src / "labels" / "f0.png")
+    with pytest.raises(ConversionError, match=r"colour images \(first: c0\) are stored as RGB "
+                                              r"PNG, but f0: non-integer float32 values"):
+        import_local(src, tmp_path / "out" / "mixed")
+    assert not (tmp_path / "out" / "mixed").exists()
+
+
+def test_nnunet_folder_with_r_g_b_channel_names_keeps_colour(tmp_path: Path):
+    """nnU-Net's natural-image convention (one RGB PNG per case, channel_names R, G, B:
+    MIC-DKFZ/nnUNet nnunetv2/dataset_conversion/Dataset120_RoadSegmentation.py) imports."""
+    src = tmp_path / "src"
+    (src / "imagesTr").mkdir(parents=True)
+    (src / "labelsTr").mkdir()
+    rng = np.random.default_rng(5)
+    images = {f"road{i}": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(3)}
+    for cid, img in images.items():
+        Image.fromarray(img).save(src / "imagesTr" / f"{cid}_0000.png")
+        Image.fromarray(_disc(1).astype(np.uint8)).save(src / "labelsTr" / f"{cid}.png")
+    (src / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "R", "1": "G", "2": "B"}, "labels": {"background": 0, "road": 1},
+        "numTraining": 3, "file_ending": ".png"}))
+    out = tmp_path / "out" / "roads"
+    import_local(src, out)
+    ds = StandardDataset(out)
+    assert ds.is_rgb and ds.labels == {"road": 1}
+    assert all(np.array_equal(ds.read_image(c).array, images[c.case_id]) for c in _all_cases(ds))
+    with pytest.raises(ConversionError, match="channel_names R, G, B .* modality given is 'CT'"):
+        import_local(src, tmp_path / "out" / "ct", modality="CT")

@@ -171,6 +171,42 @@ def test_link_raw_rejects_inconsistent_dataset(tmp_path: Path) -> None:
         link_raw(ds, tmp_path / "nnunet")
 
 
+def test_colour_dataset_is_read_by_nnunet_as_three_channels(phantom2d_rgb, tmp_path: Path
+                                                            ) -> None:
+    """The linked colour dataset as nnU-Net's own code sees it: one RGB PNG per case, read
+    by NaturalImage2DIO as the three channels ``channel_names`` declares (R, G, B, as
+    nnunetv2/dataset_conversion/Dataset120_RoadSegmentation.py writes them), and passing
+    nnU-Net's per-case integrity check."""
+    from nnunetv2.experiment_planning.verify_dataset_integrity import check_cases
+    from nnunetv2.imageio.natural_image_reader_writer import NaturalImage2DIO
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+    from nnunetv2.utilities.utils import (
+        create_paths_fn,
+        get_identifiers_from_splitted_dataset_folder,
+    )
+
+    ds = StandardDataset(phantom2d_rgb)
+    raw = tmp_path / "nnunet" / "nnUNet_raw" / link_raw(phantom2d_rgb, tmp_path / "nnunet")
+    meta = json.loads((raw / "dataset.json").read_text())
+    assert meta["channel_names"] == {"0": "R", "1": "G", "2": "B"}
+    for split, folder in (("train", "imagesTr"), ("test", "imagesTs")):
+        ids = get_identifiers_from_splitted_dataset_folder(str(raw / folder), ".png")
+        files = sorted(p.name for p in (raw / folder).iterdir())
+        assert sorted(ids) == sorted(c.case_id for c in ds.cases(split))
+        for case in ds.cases(split):
+            images = create_paths_fn(str(raw / folder), files, ".png", case.case_id)
+            assert [Path(p).name for p in images] == [c.name for c in case.images]
+            reader = determine_reader_writer_from_dataset_json(meta, images[0], verbose=False)
+            assert reader is NaturalImage2DIO
+            data, _ = reader().read_images(images)
+            assert data.shape[0] == len(meta["channel_names"]) == 3
+            image = ds.read_image(case).array
+            assert np.array_equal(data[:, 0], np.moveaxis(image, -1, 0))
+            assert not np.array_equal(data[0], data[1])
+            label = raw / folder.replace("images", "labels") / f"{case.case_id}.png"
+            assert check_cases(images, str(label), 3, reader)
+
+
 # -- real nnunetv2 runs (slow) ---------------------------------------------------------
 
 
@@ -241,6 +277,22 @@ def test_nnunet_3d_fullres_plan_train_predict(tmp_path: Path) -> None:
     assert ckpt["current_epoch"] == SCHEDULE["num_epochs"]  # the schedule took effect
     assert record["schedule"] == SCHEDULE
     check_predictions(ds, out, tmp_path)
+
+
+@pytest.mark.slow
+def test_nnunet_plans_a_colour_dataset_with_three_input_channels(phantom2d_rgb,
+                                                                 tmp_path: Path) -> None:
+    """nnU-Net's own fingerprint and plans of the colour dataset: three channels."""
+    root, rec = tmp_path / "nnunet", tmp_path / "records"
+    medsam2("nnunet", "plan", "--dataset-dir", phantom2d_rgb, "--root", root,
+            "--configurations", "auto", "--threads", "1", "--out", rec / "plan.json",
+            cwd=tmp_path)
+    record = json.loads((rec / "plan.json").read_text())
+    pre = root / "nnUNet_preprocessed" / record["nnunet_dataset"]
+    fingerprint = json.loads((pre / "dataset_fingerprint.json").read_text())
+    assert sorted(fingerprint["foreground_intensity_properties_per_channel"]) == ["0", "1", "2"]
+    plans = json.loads(Path(record["plans"]["nnUNetPlans"]).read_text())
+    assert plans["configurations"]["2d"]["normalization_schemes"] == ["ZScoreNormalization"] * 3
 
 
 @pytest.mark.slow

@@ -33,6 +33,11 @@ Input per family, as its own code does it:
   to the slice size, > 0.5. MedSAM was trained on boxes only; a click goes through SAM's
   prompt encoder as a point.
 
+Colour 2D images (``layout.Volume.rgb``) go in as their own R, G, B, as each family's
+code takes a colour picture: SAM's ``set_image(image, "RGB")``, and MedSAM_Inference.py
+repeats only a grey image to three channels (``if len(img_np.shape) == 2``). Their 8-bit
+values come the way a grey image's do, with one window shared by the three channels.
+
 Labels: each label is segmented on its own; a pixel takes the label with the highest
 probability above 0.5 (as the trackers' label maps). ``slices.json`` beside the
 predictions lists, per case and label, the slices prompted from the stored prompts and
@@ -99,7 +104,8 @@ class SamSegmenter:
         return np.round(np.clip(frames01, 0, 1) * 255).astype(np.uint8)
 
     def encode(self, slice_u8: np.ndarray) -> tuple:
-        self.predictor.set_image(np.repeat(slice_u8[..., None], 3, axis=-1), "RGB")
+        """Encode one (H, W) grey slice (repeated to R, G, B) or (H, W, 3) colour image."""
+        self.predictor.set_image(as_rgb_u8(slice_u8), "RGB")
         p = self.predictor
         return p.features, p.original_size, p.input_size
 
@@ -149,12 +155,12 @@ class MedSamSegmenter:
 
     @torch.no_grad()
     def encode(self, slice_u8: np.ndarray) -> tuple:
-        img = np.repeat(slice_u8[..., None], 3, axis=-1)
+        img = as_rgb_u8(slice_u8)
         resized = transform.resize(img, (self.size, self.size), order=3, preserve_range=True,
                                    anti_aliasing=True).astype(np.uint8)
         resized = (resized - resized.min()) / np.clip(resized.max() - resized.min(), 1e-8, None)
         x = torch.tensor(resized, dtype=torch.float32).permute(2, 0, 1)[None].to(self.device)
-        return self.model.image_encoder(x), slice_u8.shape
+        return self.model.image_encoder(x), slice_u8.shape[:2]
 
     @torch.no_grad()
     def probabilities(self, encoded: tuple, prompt: Prompt) -> np.ndarray:
@@ -176,8 +182,16 @@ class MedSamSegmenter:
         return prob[0, 0].float().cpu().numpy()
 
 
+def as_rgb_u8(slice_u8: np.ndarray) -> np.ndarray:
+    """(H, W, 3) 8-bit RGB of an (H, W) grey slice (repeated) or a colour image (as is)."""
+    if slice_u8.ndim == 3 and slice_u8.shape[-1] == 3:
+        return slice_u8
+    return np.repeat(slice_u8[..., None], 3, axis=-1)
+
+
 class _Slices:
-    """A case's 8-bit slices, each encoded on first use and kept for the other labels."""
+    """A case's 8-bit slices, each encoded on first use and kept for the other labels:
+    (T, H, W), or (1, H, W, 3) for a colour image."""
 
     def __init__(self, segmenter, stack_u8: np.ndarray):
         self.segmenter, self.stack, self.cache = segmenter, stack_u8, {}
@@ -195,7 +209,7 @@ def segment_label(seq: _Slices, prompts: list[Prompt], target: np.ndarray | None
                   propagate: bool) -> tuple[np.ndarray, dict]:
     """(T, H, W) probabilities of one label from its prompts on one axis (module
     docstring); ``target`` is the label's (T, H, W) ground truth for mask prompts."""
-    n, (h, w) = len(seq), seq.stack.shape[1:]
+    n, (h, w) = len(seq), seq.stack.shape[1:3]
     probs = np.zeros((n, h, w), np.float32)
     prompted = {p.frame: p for p in prompts}
     for frame, prompt in prompted.items():
@@ -223,9 +237,9 @@ def segment_label(seq: _Slices, prompts: list[Prompt], target: np.ndarray | None
 def predict_case(segmenter, stack_u8: np.ndarray, case_prompts: dict[str, list[Prompt]],
                  label: np.ndarray | None, labels: dict[str, int], is_3d: bool,
                  propagate: bool) -> tuple[np.ndarray, dict]:
-    """The label map of one image (``stack_u8`` (H, W)) or volume (the volume's 8-bit
-    array), and what was prompted per label."""
-    shape = stack_u8.shape
+    """The label map of one image (``stack_u8`` (H, W), or (H, W, 3) colour) or volume
+    (the volume's 8-bit array), and what was prompted per label."""
+    shape = stack_u8.shape if is_3d else stack_u8.shape[:2]
     seq = _Slices(segmenter, slices(stack_u8, SLICE_AXIS_3D) if is_3d else stack_u8[None])
     scores, record = {}, {}
     for name, plist in case_prompts.items():

@@ -16,6 +16,12 @@ resampling, placeholder spacing) are applied here, and each applied rule is a no
 the report. Losses are loud: a one-line summary (converted / skipped, reasons, cases
 with an empty label) is printed, and more skipped cases than the dataset file's
 ``max_skipped`` fail the conversion.
+
+Colour pictures stay colour: a dataset with a colour image (channels that differ) is
+stored as 8-bit RGB PNGs with nnU-Net's natural-image ``channel_names`` R, G, B
+(``layout.RGB_CHANNEL_NAMES``), its grey images repeated to three equal channels; a
+colour file whose channels are all equal holds a grey image and is stored as grey in a
+dataset with no colour image (the report says so). Labels are one channel.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import re
 import shutil
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,17 +43,20 @@ import SimpleITK as sitk
 from PIL import Image as PILImage
 
 from medsam2.data.layout import (
+    RGB_CHANNEL_NAMES,
     LayoutError,
     Volume,
     affine_from_spacing,
     check_label,
     check_pair,
+    equal_channels,
     grouped_split,
     label_values,
     nifti_affine_mm,
     png_loss,
     read_volume,
     seeded_split,
+    split_colour,
     write_case,
     write_dataset_json,
     write_splits,
@@ -112,8 +121,9 @@ def read_any(path: Path | str, is_label: bool = False) -> Volume:
         if suffix in PIL_SUFFIXES:
             data = gzip.open(path).read() if path.name.lower().endswith(".gz") else None
             with PILImage.open(io.BytesIO(data) if data is not None else path) as im:
-                array = np.asarray(im)
-            return Volume(_grey(array, path, is_label), np.eye(4))
+                array = np.asarray(_decoded(im, is_label))
+            array, rgb = split_colour(array, path, is_label)
+            return Volume(array, np.eye(4), rgb)
         if suffix == ".npy":
             return Volume(np.load(path, allow_pickle=False), np.eye(4))
     except LayoutError:
@@ -145,24 +155,25 @@ def _read_sitk(path: Path) -> Volume:
     return Volume(np.transpose(array, (2, 1, 0)), LPS_TO_RAS @ affine)  # (z,y,x)->(x,y,z)
 
 
-def _grey(array: np.ndarray, path: Path, is_label: bool) -> np.ndarray:
-    """Colour 2D files -> one channel (the standard layout is single-channel).
+#: PIL modes whose pixels are not the picture's grey or RGB values
+_PALETTE_MODES = ("P", "PA")
+_OTHER_COLOUR_MODES = ("CMYK", "YCbCr", "LAB", "HSV")
 
-    Images take the channel mean; a label must have identical channels, else it is not a
-    label map and the case fails.
+
+def _decoded(im: PILImage.Image, is_label: bool) -> PILImage.Image:
+    """An image file's pixels as grey or RGB(A) values.
+
+    A palette image's array holds palette indices and a CMYK JPEG's four inks: an image
+    is converted to the colours it shows. A label keeps its palette indices, which are
+    the label values in palette-coded masks.
     """
-    if array.ndim != 3:
-        return array
-    if array.shape[-1] == 2:  # grey + alpha
-        return array[..., 0]
-    rgb = array[..., :3]
     if is_label:
-        if not (np.array_equal(rgb[..., 0], rgb[..., 1])
-                and np.array_equal(rgb[..., 0], rgb[..., 2])):
-            raise LayoutError(f"{path}: colour label (channels differ), not a label map")
-        return rgb[..., 0]
-    grey = rgb.astype(np.float32).mean(axis=-1)
-    return np.rint(grey).astype(array.dtype) if np.issubdtype(array.dtype, np.integer) else grey
+        return im
+    if im.mode in _PALETTE_MODES:
+        return im.convert("RGBA")
+    if im.mode in _OTHER_COLOUR_MODES:
+        return im.convert("RGB")
+    return im
 
 
 def to_canonical(volume: Volume) -> Volume:
@@ -241,7 +252,7 @@ def load_case(
         raise LayoutError(f"{case.image}: {image.ndim}D image, the dataset is {dims}D")
     if case.spacing is not None:
         affine = affine_from_spacing(case.spacing)
-        image, label = Volume(image.array, affine), Volume(label.array, affine)
+        image, label = replace(image, affine=affine), Volume(label.array, affine)
     notes: list[str] = []
     if rules is not None:
         image, label = _apply_geometry_rules(rules, image, label, case.image, label_path, notes)
@@ -370,6 +381,7 @@ def _describe(case: RawCase, image: Volume, label: Volume) -> dict:
         str(p) for p, _ in (case.label or ())]
     info = {"image": str(case.image), "label": str(label_src) if isinstance(label_src, Path)
             else label_src, "shape": list(image.array.shape),
+            "colour": "RGB" if image.rgb else "grey",
             "dtype": str(image.array.dtype),
             "spacing_mm": [round(s, 6) for s in image.spacing]}
     unit = source_units(case.image)
@@ -390,6 +402,43 @@ def _png_to_nifti(root: Path) -> None:
         write_volume(nifti, _one_slice(read_volume(png)),
                      is_label=png.parent.name.startswith("labels"))
         png.unlink()
+
+
+def _grey_to_rgb(root: Path, name: str) -> None:
+    """Rewrite every grey image PNG of ``root`` as RGB with three equal channels: a dataset
+    has one channel layout, and nnU-Net reads each case with the channels declared."""
+    for png in sorted(root.glob("images*/*.png")):
+        grey = read_volume(png, is_label=False)
+        if grey.rgb:
+            continue
+        try:
+            write_volume(png, as_rgb(grey))
+        except LayoutError as exc:
+            shutil.rmtree(root, ignore_errors=True)
+            raise ConversionError(f"{name}: a grey image cannot join the colour images as "
+                                  f"RGB: {exc}") from exc
+
+
+def as_rgb(volume: Volume) -> Volume:
+    """A grey 2D image as RGB with three equal channels (an RGB image as it is)."""
+    if volume.rgb:
+        return volume
+    return Volume(np.repeat(volume.array[..., None], 3, axis=-1), volume.affine, rgb=True)
+
+
+def _stored_colour(image: Volume, info: dict) -> Volume:
+    """A colour image whose channels are all equal is grey: stored as one channel."""
+    if image.rgb and equal_channels(image.array):
+        info["colour"] = "R = G = B in the file: stored as grey"
+        return Volume(image.array[..., 0], image.affine)
+    return image
+
+
+def _colour_conflict(tmp: Path, name: str, colour_case: str, why_nifti: str) -> ConversionError:
+    shutil.rmtree(tmp, ignore_errors=True)
+    return ConversionError(
+        f"{name}: colour images (first: {colour_case}) are stored as RGB PNG, but "
+        f"{why_nifti} needs NIfTI, which the layout keeps single-channel (nothing written)")
 
 
 def _one_slice(volume: Volume) -> Volume:
@@ -424,7 +473,9 @@ def run_conversion(
 
     2D cases are PNG while PNG holds them exactly; one float, signed or non-unit-spacing
     2D image makes the whole dataset one-slice (x, y, 1) NIfTI (``is_2d``), so that
-    neither values nor spacing are lost (dataset.json has one file ending). With ``group_by``
+    neither values nor spacing are lost (dataset.json has one file ending). A colour image
+    makes the whole dataset RGB PNG (module doc); colour and NIfTI together fail the
+    conversion (ConversionError). With ``group_by``
     the split keeps each group (e.g. a video's frames) on one side; a case without that
     group key fails the conversion naming the dataset and the case.
     """
@@ -445,6 +496,7 @@ def run_conversion(
         group_of = {c.case_id: dict(c.groups)[group_by] for c in cases}
     ending = ".png" if dims == 2 else ".nii.gz"
     why_nifti: str | None = None
+    colour_case: str | None = None  # the first colour image: the dataset is RGB
     tmp = out.parent / f".{out.name}.converting"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -456,14 +508,25 @@ def run_conversion(
         try:
             image, label, notes = load_case(case, (source_labels, labels), dims, rules)
             info = _describe(case, image, label)
+            image = _stored_colour(image, info)
             if dims == 2 and why_nifti is None:
-                loss = png_loss(image.array) or (
+                loss = png_loss(image.array, rgb=image.rgb) or (
                     None if np.allclose(image.spacing, 1.0)
                     else f"spacing {list(info['spacing_mm'])} mm")
                 if loss is not None:
                     why_nifti = f"{case.case_id}: {loss}"
+                    if colour_case is not None:
+                        raise _colour_conflict(tmp, name, colour_case, why_nifti)
                     _png_to_nifti(tmp)
                     ending = ".nii.gz"
+            if image.rgb and colour_case is None:
+                if why_nifti is not None:
+                    raise _colour_conflict(tmp, name, case.case_id, why_nifti)
+                colour_case = case.case_id
+                _grey_to_rgb(tmp, name)
+            if colour_case is not None and not image.rgb:
+                image = as_rgb(image)
+                info["colour"] = "grey: stored as RGB with equal channels (a colour dataset)"
             if dims == 2 and ending == ".nii.gz":
                 write_case(tmp, case.case_id, "train", _one_slice(image), _one_slice(label),
                            ending)
@@ -503,12 +566,17 @@ def run_conversion(
             dest.parent.mkdir(exist_ok=True)
             (tmp / folder / name).replace(dest)
     out_labels = {"background": 0, **{n: i + 1 for i, n in enumerate(labels)}}
+    channel_names = dict(RGB_CHANNEL_NAMES) if colour_case else {"0": channel_name}
     report.dataset_info = {
         "labels_from": label_origin,
         "labels": {n: {"value": i + 1, "source_values": [source_labels[p] for p in parts]}
                    for i, (n, parts) in enumerate(labels.items())},
-        "channel_names": {"0": channel_name}, "file_ending": ending,
+        "channel_names": channel_names, "file_ending": ending,
     }
+    if colour_case is not None:
+        report.dataset_info["colour"] = (
+            f"RGB PNG, nnU-Net's natural-image channel_names (first colour image: "
+            f"{colour_case})")
     meta = dict(extra_meta or {})
     if why_nifti is not None:
         report.dataset_info["stored_as_nifti_because"] = why_nifti
@@ -519,7 +587,7 @@ def run_conversion(
         splits.update(group_by=group_by, groups={c: group_of[c] for c in done})
         (tmp / "splits.json").write_text(json.dumps(splits, indent=2) + "\n")
     (tmp / "conversion_report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
-    write_dataset_json(tmp, out_labels, len(train), ending, {"0": channel_name},
+    write_dataset_json(tmp, out_labels, len(train), ending, channel_names,
                        numTest=len(test), **meta)
     if out.exists():
         shutil.rmtree(out)

@@ -5,6 +5,14 @@ A 3D volume becomes its slices along one axis; each slice is intensity-normalise
 repeated to 3 channels, resized to the model's square input and normalised with the
 ImageNet statistics that SAM 2's image encoder was trained with. Masks are resized with
 nearest neighbours; predicted logits are resized back bilinearly, as SAM 2 does.
+
+A colour 2D image (``layout.Volume.rgb``, channels last) keeps its three channels: SAM 2
+is an RGB model (its image encoder takes R, G, B normalised with the ImageNet mean and
+std per channel). Its intensities take the path a grey 2D image takes, rather than the
+plain 0..255 -> 0..1 of natural images, so that colour and grey datasets are prepared
+alike: one 0.5-99.5 percentile window per image, computed over all three channels
+together, so the mapping is the same linear one for R, G and B (hue kept; a window per
+channel would shift the colours). A stack is (T, H, W) grey or (T, H, W, 3) colour.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ class Intensity:
         return cls("percentile", 0.5, 99.5)
 
     def apply(self, array: np.ndarray) -> np.ndarray:
+        """``array`` in [0, 1], same shape; a colour image's channels share one window."""
         a = np.asarray(array, dtype=np.float32)
         if self.kind == "ct":
             lo, hi = self.low, self.high
@@ -58,10 +67,26 @@ def sequence_axis(spacing: tuple[float, ...]) -> int:
 
 
 def slices(array: np.ndarray, axis: int) -> np.ndarray:
-    """(T, H, W) stack of slices along ``axis`` (2D input: a single frame)."""
+    """(T, H, W) stack of slices along ``axis`` (2D input: a single frame). A colour 2D
+    image cannot be told from a volume by its array: its callers add the frame axis."""
     if array.ndim == 2:
         return array[None]
     return np.moveaxis(array, axis, 0)
+
+
+def is_colour_stack(stack: np.ndarray) -> bool:
+    """Whether a frame stack is (T, H, W, 3) colour rather than (T, H, W) grey."""
+    return stack.ndim == 4 and stack.shape[-1] == 3
+
+
+def channels_first(stack: np.ndarray) -> torch.Tensor:
+    """(T, H, W) grey -> (T, 1, H, W); (T, H, W, 3) colour -> (T, 3, H, W), float32."""
+    x = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))
+    if is_colour_stack(stack):
+        return x.permute(0, 3, 1, 2)
+    if stack.ndim != 3:
+        raise ValueError(f"a frame stack is (T, H, W) or (T, H, W, 3), got {stack.shape}")
+    return x[:, None]
 
 
 def unslice(stack: np.ndarray, axis: int, ndim: int) -> np.ndarray:
@@ -72,8 +97,9 @@ def unslice(stack: np.ndarray, axis: int, ndim: int) -> np.ndarray:
 
 
 def to_model_frames(stack01: np.ndarray, image_size: int) -> torch.Tensor:
-    """(T, H, W) in [0, 1] -> (T, 3, S, S) float tensor normalised for the image encoder."""
-    x = torch.from_numpy(np.ascontiguousarray(stack01, dtype=np.float32))[:, None]
+    """(T, H, W) or (T, H, W, 3) in [0, 1] -> (T, 3, S, S) float tensor normalised for the
+    image encoder: grey repeated to R, G and B, colour as its own R, G, B."""
+    x = channels_first(stack01)
     x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
     x = x.expand(-1, 3, -1, -1)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)

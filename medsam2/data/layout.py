@@ -15,6 +15,13 @@ images are PNG (array axes = rows, columns; spacing 1 x 1 unless ``dataset.json`
 otherwise under ``spacing_2d``), or one-slice NIfTI (``is_2d: true``) where a PNG would
 lose values (float, signed) or spacing. Label files hold only the values ``dataset.json``
 declares.
+
+Colour 2D images follow nnU-Net's natural-image convention: one 8-bit RGB PNG per case
+(``{case}_0000.png``) and ``channel_names`` ``{"0": "R", "1": "G", "2": "B"}``
+(MIC-DKFZ/nnUNet nnunetv2/dataset_conversion/Dataset120_RoadSegmentation.py writes
+exactly these names; nnunetv2/imageio/natural_image_reader_writer.py reads an RGB PNG as
+three channels). Such an image is read channel-last, (rows, cols, 3), as a ``Volume``
+with ``rgb=True``; its label stays (rows, cols).
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from medsam2.fileio import read_json
 
 SPLIT_FOLDERS = {"train": ("imagesTr", "labelsTr"), "test": ("imagesTs", "labelsTs")}
 SUPPORTED_ENDINGS = (".nii.gz", ".png")
+#: ``channel_names`` of a colour dataset: nnU-Net's natural-image convention (module doc)
+RGB_CHANNEL_NAMES = {"0": "R", "1": "G", "2": "B"}
 
 
 class LayoutError(ValueError):
@@ -42,21 +51,35 @@ class LayoutError(ValueError):
 class Volume:
     """An image or label array with its geometry.
 
-    ``array`` is (i, j, k) for 3D and (rows, cols) for 2D; ``affine`` maps voxel indices
-    to millimetres (RAS for NIfTI), so spacing is the column norms of its 3x3 block.
+    ``array`` is (i, j, k) for 3D and (rows, cols) for 2D; a colour image (``rgb``) has
+    the channels last, (rows, cols, 3). ``affine`` maps voxel indices to millimetres (RAS
+    for NIfTI), so spacing is the column norms of its 3x3 block. ``ndim``, ``shape`` and
+    ``spacing`` are spatial: a colour 2D image is 2D, since an (H, W, 3) array alone cannot
+    be told from a volume of three slices.
     """
 
     array: np.ndarray
     affine: np.ndarray = field(default_factory=lambda: np.eye(4))
+    rgb: bool = False
+
+    def __post_init__(self) -> None:
+        if self.rgb and (self.array.ndim != 3 or self.array.shape[-1] != 3):
+            raise ValueError(f"an RGB volume is (rows, cols, 3), got shape {self.array.shape}")
 
     @property
     def spacing(self) -> tuple[float, ...]:
         zooms = np.linalg.norm(self.affine[:3, :3], axis=0)
-        return tuple(float(z) for z in zooms[: self.array.ndim])
+        return tuple(float(z) for z in zooms[: self.ndim])
 
     @property
     def ndim(self) -> int:
-        return self.array.ndim
+        """Spatial dimensions (the colour axis of an RGB image not counted)."""
+        return self.array.ndim - 1 if self.rgb else self.array.ndim
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Spatial shape: the label grid of this image."""
+        return tuple(self.array.shape[: self.ndim])
 
 
 def affine_from_spacing(spacing: Sequence[float]) -> np.ndarray:
@@ -87,11 +110,12 @@ def nifti_affine_mm(img: nib.Nifti1Image, path: Path | str) -> tuple[np.ndarray,
     return affine, unit
 
 
-def png_loss(array: np.ndarray, is_label: bool = False) -> str | None:
+def png_loss(array: np.ndarray, is_label: bool = False, rgb: bool = False) -> str | None:
     """Why ``array`` cannot be stored in a PNG as is (None: it can, losslessly).
 
-    PNG holds non-negative integers (uint8 labels, uint8/uint16 images); a float image in
-    [0, 1] or HU would otherwise be truncated or wrap around without a word.
+    PNG holds non-negative integers (uint8 labels, uint8/uint16 grey images, uint8 RGB
+    images: Pillow writes no 16-bit RGB PNG); a float image in [0, 1] or HU would
+    otherwise be truncated or wrap around without a word.
     """
     if array.size == 0:
         return None
@@ -99,7 +123,7 @@ def png_loss(array: np.ndarray, is_label: bool = False) -> str | None:
         if not np.all(np.isfinite(array)) or not np.all(np.equal(np.mod(array, 1), 0)):
             return f"non-integer {array.dtype} values"
     low, high = float(array.min()), float(array.max())
-    top = 255 if is_label else 65535
+    top = 255 if is_label or rgb else 65535
     if low < 0 or high > top:
         return f"{array.dtype} values in [{low:g}, {high:g}], outside PNG's [0, {top}]"
     return None
@@ -113,8 +137,16 @@ def file_ending(path: Path | str) -> str:
     raise LayoutError(f"{path}: unsupported file type (expected one of {SUPPORTED_ENDINGS})")
 
 
-def read_volume(path: Path | str, spacing_2d: Sequence[float] = (1.0, 1.0)) -> Volume:
-    """Read a NIfTI or PNG file; raise LayoutError naming the file on any problem."""
+def read_volume(path: Path | str, spacing_2d: Sequence[float] = (1.0, 1.0),
+                is_label: bool | None = None) -> Volume:
+    """Read a NIfTI or PNG file; raise LayoutError naming the file on any problem.
+
+    A colour PNG (RGB or RGBA; alpha dropped) is read as an ``rgb`` image when
+    ``is_label`` is False, as one channel when it is True (a label map saved in colour
+    has equal channels; one whose channels differ is a drawing, not a label: an error).
+    ``None`` (a file of unknown role, e.g. a prediction): equal channels are read as one,
+    differing ones as an RGB image.
+    """
     path = Path(path)
     if not path.is_file():
         raise LayoutError(f"{path}: file not found")
@@ -126,10 +158,12 @@ def read_volume(path: Path | str, spacing_2d: Sequence[float] = (1.0, 1.0)) -> V
             affine = nifti_affine_mm(img, path)[0]
         else:
             with PILImage.open(path) as im:
+                if im.mode in ("P", "PA") and is_label is False:  # palette image: its colours
+                    im = im.convert("RGBA")
                 array = np.asarray(im)
-            if array.ndim == 3:  # RGB(A) PNG -> grey, the 2D datasets here are single-channel
-                array = array[..., :3].mean(axis=-1)
             affine = affine_from_spacing(spacing_2d)
+            array, rgb = split_colour(array, path, is_label)
+            return Volume(array, affine, rgb)
     except LayoutError:
         raise
     except Exception as exc:  # nibabel/PIL raise many types; the user needs the file name
@@ -137,12 +171,44 @@ def read_volume(path: Path | str, spacing_2d: Sequence[float] = (1.0, 1.0)) -> V
     return Volume(np.asarray(array), affine)
 
 
+def equal_channels(rgb: np.ndarray) -> bool:
+    """Whether an (..., 3) colour array is grey (R == G == B everywhere)."""
+    return bool(np.array_equal(rgb[..., 0], rgb[..., 1])
+                and np.array_equal(rgb[..., 0], rgb[..., 2]))
+
+
+def split_colour(array: np.ndarray, path: Path | str,
+                 is_label: bool | None) -> tuple[np.ndarray, bool]:
+    """(array, is RGB) of a decoded 2D picture: grey as is, grey + alpha as grey, colour
+    (alpha dropped) as RGB for images, as one channel for labels (see ``read_volume``)."""
+    if array.ndim != 3:
+        return array, False
+    if array.shape[-1] == 2:  # grey + alpha
+        return array[..., 0], False
+    if array.shape[-1] not in (3, 4):
+        raise LayoutError(f"{path}: {array.shape[-1]} colour channels (expected grey, RGB or "
+                          "RGBA)")
+    colour = np.ascontiguousarray(array[..., :3])
+    if is_label is False:
+        return colour, True
+    if equal_channels(colour):
+        return colour[..., 0], False
+    if is_label:
+        raise LayoutError(f"{path}: colour label (channels differ), not a label map")
+    return colour, True
+
+
 def write_volume(path: Path | str, volume: Volume, is_label: bool = False) -> Path:
-    """Write NIfTI (keeps the affine) or PNG (uint8 labels, uint8/uint16 images)."""
+    """Write NIfTI (keeps the affine) or PNG (uint8 labels, uint8/uint16 grey images,
+    uint8 RGB images: a lossless 24-bit PNG). Colour is written as PNG only: nnU-Net's
+    NIfTI reader takes one file per channel, which the layout does not use."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ending = file_ending(path)
     array = volume.array
+    if volume.rgb and (is_label or ending != ".png"):
+        raise LayoutError(f"{path}: an RGB {'label' if is_label else 'image'} cannot be "
+                          "stored (colour images are PNG, labels one channel)")
     if ending == ".nii.gz":
         dtype = np.uint8 if is_label and array.max(initial=0) < 256 else None
         data = array.astype(dtype) if dtype is not None else array
@@ -154,12 +220,12 @@ def write_volume(path: Path | str, volume: Volume, is_label: bool = False) -> Pa
             img.header.set_data_dtype(dtype)
         nib.save(img, str(path))
     else:
-        if array.ndim != 2:
+        if volume.ndim != 2:
             raise LayoutError(f"{path}: PNG needs a 2D array, got shape {array.shape}")
-        loss = png_loss(array, is_label)
+        loss = png_loss(array, is_label, volume.rgb)
         if loss is not None:
             raise LayoutError(f"{path}: {loss} cannot be stored in a PNG without loss")
-        if is_label or array.max(initial=0) < 256:
+        if is_label or volume.rgb or array.max(initial=0) < 256:
             data = array.astype(np.uint8)
         else:
             data = array.astype(np.uint16)
@@ -222,6 +288,12 @@ class StandardDataset:
         return len(self.meta["channel_names"])
 
     @property
+    def is_rgb(self) -> bool:
+        """A colour dataset: ``channel_names`` R, G, B in one RGB PNG per case (module doc)."""
+        names = {str(k): v for k, v in self.meta["channel_names"].items()}
+        return self.file_ending == ".png" and names == RGB_CHANNEL_NAMES
+
+    @property
     def is_3d(self) -> bool:
         return self.file_ending == ".nii.gz" and not self.meta.get("is_2d", False)
 
@@ -239,8 +311,9 @@ class StandardDataset:
         suffix = f"_0000{ending}"
         ids = sorted(p.name[: -len(suffix)] for p in img_dir.glob(f"*{suffix}"))
         out = []
+        files = 1 if self.is_rgb else self.num_channels  # RGB: three channels in one file
         for cid in ids:
-            images = tuple(img_dir / f"{cid}_{c:04d}{ending}" for c in range(self.num_channels))
+            images = tuple(img_dir / f"{cid}_{c:04d}{ending}" for c in range(files))
             label = lab_dir / f"{cid}{ending}"
             out.append(Case(cid, split, images, label if label.is_file() else None))
         return out
@@ -252,21 +325,39 @@ class StandardDataset:
                     return c
         raise LayoutError(f"{self.root}: no case '{case_id}'")
 
-    def _read(self, path: Path) -> Volume:
+    def _read(self, path: Path, is_label: bool) -> Volume:
         """A file of this dataset; a 2D dataset's one-slice NIfTI (x, y, 1) comes as 2D."""
-        vol = read_volume(path, self.spacing_2d)
-        if not self.is_3d and vol.ndim == 3 and vol.array.shape[2] == 1:
+        vol = read_volume(path, self.spacing_2d, is_label)
+        if not self.is_3d and not vol.rgb and vol.ndim == 3 and vol.array.shape[2] == 1:
             return Volume(vol.array[:, :, 0], vol.affine)
         return vol
 
     def read_image(self, case: Case) -> Volume:
-        """The first channel (all datasets of the benchmark are single-channel)."""
-        return self._read(case.images[0])
+        """The case's image: (H, W, 3) ``rgb`` in a colour dataset, else its first channel.
+
+        The file must hold what ``dataset.json`` declares, as nnU-Net reads it: an RGB PNG
+        in a colour dataset; one channel elsewhere (a colour PNG whose channels are equal
+        is accepted as grey, as before colour was kept).
+        """
+        path = case.images[0]
+        vol = self._read(path, is_label=False)
+        if self.is_rgb and not vol.rgb:
+            raise LayoutError(f"{path}: single-channel image in a colour dataset "
+                              f"({self.root / 'dataset.json'}: channel_names R, G, B wants an "
+                              "RGB PNG)")
+        if not self.is_rgb and vol.rgb:
+            if not equal_channels(vol.array):
+                raise LayoutError(
+                    f"{path}: colour image in a single-channel dataset "
+                    f"({self.root / 'dataset.json'}: channel_names "
+                    f"{self.meta['channel_names']}; a colour dataset declares R, G, B)")
+            return Volume(vol.array[..., 0], vol.affine)
+        return vol
 
     def read_label(self, case: Case) -> Volume:
         if case.label is None:
             raise LayoutError(f"{self.root}: case '{case.case_id}' has no label file")
-        vol = self._read(case.label)
+        vol = self._read(case.label, is_label=True)
         check_label(vol.array, case.label)
         undeclared = sorted(set(label_values(vol.array)) - {0, *self.labels.values()})
         if undeclared:  # an undeclared value would be scored as no label at all
@@ -315,11 +406,13 @@ def check_label(array: np.ndarray, path: Path | str) -> None:
 
 
 def check_pair(image: Volume, label: Volume, path: Path | str, atol: float = 1e-3) -> None:
-    """Image and label must share the grid: same shape and (for NIfTI) the same affine."""
-    if image.array.shape != label.array.shape:
-        raise LayoutError(
-            f"{path}: image shape {image.array.shape} != label shape {label.array.shape}"
-        )
+    """Image and label must share the grid: same spatial shape (an RGB image's colour axis
+    aside) and (for NIfTI) the same affine; a label has one channel."""
+    if label.rgb:
+        raise LayoutError(f"{path}: the label is a colour image, not a label map")
+    if image.shape != label.array.shape:
+        shown = image.array.shape if not image.rgb else f"{image.shape} (x 3 colours)"
+        raise LayoutError(f"{path}: image shape {shown} != label shape {label.array.shape}")
     if not np.allclose(image.affine, label.affine, atol=atol):
         raise LayoutError(f"{path}: image and label affines differ")
     if np.issubdtype(image.array.dtype, np.floating) and not np.all(np.isfinite(image.array)):
@@ -334,7 +427,7 @@ def write_case(
     label: Volume | None,
     file_ending: str = ".nii.gz",
 ) -> Case:
-    """Write one case into the standard layout (single channel)."""
+    """Write one case into the standard layout (one image file: grey, or RGB PNG)."""
     root = Path(root)
     img_dir, lab_dir = (root / d for d in SPLIT_FOLDERS[split])
     img_path = img_dir / f"{case_id}_0000{file_ending}"

@@ -6,10 +6,11 @@ percentiles) and drops masks under 100 pixels. 3D volumes are "sliced along the 
 highest-resolution axes": we read this as frames whose plane is spanned by the two finest
 axes, i.e. the sequence runs along the coarsest axis (axial slices of a thick-slice CT).
 
-The cache holds one ``{case}.npz`` per training case (``frames`` uint8 (T, S, S),
-``labels`` uint8 (T, S, S)) and ``index.json``; ``medsam2 train`` reads such a folder
-instead of the standard dataset. ``crop_box`` is shared with prediction, so a model
-trained on cropped frames is also applied to cropped frames.
+The cache holds one ``{case}.npz`` per training case (``frames`` uint8 (T, S, S), or
+(T, S, S, 3) for a colour dataset, ``labels`` uint8 (T, S, S)) and ``index.json``;
+``medsam2 train`` reads such a folder instead of the standard dataset. ``crop_box`` is
+shared with prediction, so a model trained on cropped frames is also applied to cropped
+frames.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from medsam2.data.frames import Intensity, sequence_axis, slices
+from medsam2.data.frames import Intensity, channels_first, is_colour_stack, sequence_axis, slices
 from medsam2.data.layout import StandardDataset
 from medsam2.fileio import read_json
 
@@ -31,8 +31,12 @@ CACHE_VERSION = 1
 
 
 def crop_box(stack01: np.ndarray) -> tuple[slice, slice]:
-    """In-plane bounding box of the non-zero region over all frames of a (T, H, W) stack."""
-    any_frame = (stack01 > 0).any(axis=0)
+    """In-plane bounding box of the non-zero region over all frames of a (T, H, W) stack,
+    or a (T, H, W, 3) colour one (a pixel is non-zero where any channel is)."""
+    nonzero = stack01 > 0
+    if is_colour_stack(stack01):
+        nonzero = nonzero.any(axis=-1)
+    any_frame = nonzero.any(axis=0)
     rows, cols = np.nonzero(any_frame.any(axis=1))[0], np.nonzero(any_frame.any(axis=0))[0]
     if rows.size == 0:
         return slice(0, stack01.shape[1]), slice(0, stack01.shape[2])
@@ -52,18 +56,27 @@ def drop_small(labels: np.ndarray, min_area: int) -> np.ndarray:
 
 
 def _resize(stack: np.ndarray, size: int, mode: str) -> np.ndarray:
-    x = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[:, None]
+    """(T, H, W) or (T, H, W, 3) -> the same at (size, size), each channel on its own."""
+    x = channels_first(stack)
     kw = {"align_corners": False} if mode == "bilinear" else {}
-    return F.interpolate(x, size=(size, size), mode=mode, **kw)[:, 0].numpy()
+    out = F.interpolate(x, size=(size, size), mode=mode, **kw)
+    return out.permute(0, 2, 3, 1).numpy() if is_colour_stack(stack) else out[:, 0].numpy()
 
 
 def preprocess_case(image: np.ndarray, label: np.ndarray, spacing: tuple[float, ...],
                     intensity: Intensity, image_size: int, min_area: int = 100,
                     crop: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(frames uint8, labels uint8), both (T, S, S), of one case."""
+    """(frames uint8 (T, S, S) or (T, S, S, 3), labels uint8 (T, S, S)) of one case.
+
+    ``spacing`` has one entry per spatial axis, so it also says whether ``image`` is a
+    volume or a 2D image (a colour 2D image is (H, W, 3), three axes like a volume).
+    """
     norm = intensity.apply(image)
-    axis = sequence_axis(spacing) if image.ndim == 3 else 0
-    stack, labs = slices(norm, axis), slices(label, axis)
+    if len(spacing) == 3:
+        axis = sequence_axis(spacing)
+        stack, labs = slices(norm, axis), slices(label, axis)
+    else:
+        stack, labs = norm[None], label[None]
     if crop:
         rows, cols = crop_box(stack)
         stack, labs = stack[:, rows, cols], labs[:, rows, cols]
@@ -86,7 +99,7 @@ def preprocess_dataset(dataset_dir: Path, out_dir: Path, image_size: int,
         np.savez_compressed(out_dir / f"{case.case_id}.npz", frames=frames, labels=labels)
         cases.append(case.case_id)
     index = {"version": CACHE_VERSION, "preprocessed": True, "dataset": ds.name,
-             "is_3d": ds.is_3d, "labels": ds.labels, "image_size": image_size,
+             "is_3d": ds.is_3d, "rgb": ds.is_rgb, "labels": ds.labels, "image_size": image_size,
              "min_area": min_area, "crop": crop, "cases": cases}
     path = out_dir / "index.json"
     path.write_text(json.dumps(index, indent=1) + "\n")

@@ -4,8 +4,9 @@ For one dataset, the best, median and worst test case of the main model (by its 
 Dice) are shown. A 3D case shows three slices across the slice axis (the axis with the
 coarsest spacing): the key slice, where the main label (lowest label value) has its
 largest area, as in the evaluation prompt, and one slice halfway towards each end of the
-ground truth's extent; a 2D case is one image. Images come from the standard layout,
-predictions from ``{predictions_dir}/{dataset}/{model}/{case}{file_ending}``.
+ground truth's extent; a 2D case is one image, a colour one (RGB PNG, 8-bit) shown in its
+own colours. Images come from the standard layout, predictions from
+``{predictions_dir}/{dataset}/{model}/{case}{file_ending}``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from medsam2.data.frames import sequence_axis
-from medsam2.data.layout import LayoutError, StandardDataset, read_volume
+from medsam2.data.layout import LayoutError, StandardDataset, Volume, read_volume
 from medsam2.report.figures import note_figure, save
 
 GT_COLOUR = "#ffffff"
@@ -79,6 +80,16 @@ def _window(image: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi if hi > lo else lo + 1)
 
 
+def image_view(image: Volume) -> tuple[np.ndarray, dict]:
+    """The array to draw and ``imshow``'s colour arguments: a colour image (8-bit RGB in the
+    layout) in its own colours, a grey one in grey windowed at its 1-99 percentiles."""
+    arr = np.asarray(image.array, dtype=float)
+    if image.rgb:
+        return np.clip(arr / 255.0, 0.0, 1.0), {"cmap": None, "vmin": None, "vmax": None}
+    vmin, vmax = _window(arr)
+    return arr, {"cmap": "gray", "vmin": vmin, "vmax": vmax}
+
+
 def _plane(array: np.ndarray, axis: int, index: int) -> np.ndarray:
     return np.take(array, index, axis=axis).T  # rows = second in-plane axis (origin lower)
 
@@ -117,12 +128,12 @@ def overlay_figure(dataset_root: Path, predictions_dir: Path, dataset: str, mode
             loaded.append((role, case_id, dice, image, gt.array, preds))
     except LayoutError as exc:
         return note_figure(title, f"cannot draw: {exc}", out_base)
-    ncols = 3 if any(item[3].ndim == 3 for item in loaded) else 1
+    ncols = 3 if any(item[3].ndim == 3 for item in loaded) else 1  # spatial dims
     fig = Figure(figsize=(3.6 * ncols + 1.8, 3.6 * len(loaded)), layout="constrained")
     axes = np.atleast_2d(fig.subplots(len(loaded), ncols, squeeze=False))
     for r, (role, case_id, dice, image, gt, preds) in enumerate(loaded):
-        arr = np.asarray(image.array, dtype=float)
-        if arr.ndim == 3:
+        arr, colours_of = image_view(image)
+        if image.ndim == 3:
             axis = slice_axis(image.spacing)
             slices, key = key_slices(gt, values[0] if values else 1, axis)
             in_plane = [s for a, s in enumerate(image.spacing) if a != axis]
@@ -132,7 +143,6 @@ def overlay_figure(dataset_root: Path, predictions_dir: Path, dataset: str, mode
                       in_plane[1] / in_plane[0], "lower") for s in slices]
         else:
             views = [("image", arr, gt, preds, 1.0, "upper")]
-        vmin, vmax = _window(arr)
         for c in range(ncols):
             ax = axes[r, c]
             ax.set_xticks([])
@@ -141,8 +151,7 @@ def overlay_figure(dataset_root: Path, predictions_dir: Path, dataset: str, mode
                 ax.set_axis_off()
                 continue
             name, img, lab, pr, aspect, origin = views[c]
-            ax.imshow(img, cmap="gray", vmin=vmin, vmax=vmax, aspect=aspect, origin=origin,
-                      interpolation="nearest")
+            ax.imshow(img, aspect=aspect, origin=origin, interpolation="nearest", **colours_of)
             _contour(ax, lab, values, GT_COLOUR, "solid", 2.2)
             for m, p in pr.items():
                 if p is not None:

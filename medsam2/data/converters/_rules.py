@@ -29,7 +29,7 @@ Every applied rule is returned as a note, so the conversion report says what was
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -144,11 +144,11 @@ class PlaceholderSpacing:
         affine[:3, :n] = directions * np.asarray(self.spacing)
         note = (f"{Path(path).name}: placeholder spacing {list(self.header)} in the header "
                 f"replaced by {list(self.spacing)} from the dataset file")
-        return Volume(volume.array, affine), note
+        return replace(volume, affine=affine), note
 
 
 def same_grid(image: Volume, label: Volume, atol: float = 1e-3) -> bool:
-    return image.array.shape == label.array.shape and np.allclose(
+    return image.shape == label.shape and np.allclose(
         image.affine, label.affine, atol=atol)
 
 
@@ -163,11 +163,11 @@ def resample_to(label: Volume, image: Volume, path: Path | str) -> tuple[Volume,
     index_map = np.linalg.inv(label.affine) @ image.affine  # image voxel -> label voxel
     matrix, offset = index_map[:n, :n], index_map[:n, 3]
     array = ndimage.affine_transform(
-        label.array, matrix, offset=offset, output_shape=image.array.shape, order=0,
+        label.array, matrix, offset=offset, output_shape=image.shape, order=0,
         mode="constant", cval=0, prefilter=False,
     ).astype(label.array.dtype)
     note = (f"{Path(path).name}: label grid {label.array.shape} resampled onto the image grid "
-            f"{image.array.shape} (nearest neighbour)")
+            f"{image.shape} (nearest neighbour)")
     return Volume(array, np.array(image.affine)), note
 
 

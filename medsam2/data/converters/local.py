@@ -24,7 +24,7 @@ import numpy as np
 from medsam2.data.convert import PIL_SUFFIXES, RawCase, _suffix, read_any
 from medsam2.data.converters._common import pair, rglob
 from medsam2.data.converters._rules import CaseRules, LabelRule
-from medsam2.data.layout import LayoutError, check_label
+from medsam2.data.layout import RGB_CHANNEL_NAMES, LayoutError, check_label
 from medsam2.fileio import read_json
 
 ENDINGS = (".nii.gz", ".nii", ".png", ".mha", ".nrrd", ".tif", ".tiff", ".jpg", ".jpeg",
@@ -101,6 +101,8 @@ def channel_name(declared: dict, modality: str, root: Path) -> str:
 
     It decides the intensity normalisation (``CT``: a fixed HU window), so a folder that
     says CT is never stored as "unknown"; a ``modality`` argument that contradicts it fails.
+    Three channels R, G, B are nnU-Net's natural-image convention (one RGB file per case,
+    ``layout.RGB_CHANNEL_NAMES``): ``RGB``; the conversion keeps the files' colour.
     """
     fallback = "CT" if modality.upper() == "CT" else modality
     channels = declared.get("channel_names", declared.get("modality"))
@@ -109,10 +111,16 @@ def channel_name(declared: dict, modality: str, root: Path) -> str:
     where = declared.get("_path", str(root / "dataset.json"))
     if not isinstance(channels, dict) or not channels:
         raise LabelDeclarationError(f"{where}: channel_names must be a non-empty object")
+    if {str(k): str(v) for k, v in channels.items()} == RGB_CHANNEL_NAMES:
+        if modality.upper() == "CT":
+            raise LabelDeclarationError(
+                f"{where}: channel_names R, G, B (colour pictures) but the modality given "
+                "is 'CT'")
+        return "RGB"
     if len(channels) > 1:
         raise LabelDeclarationError(
             f"{where}: {len(channels)} channels declared {channels}; only single-channel "
-            "datasets are supported")
+            "datasets and colour ones (R, G, B in one RGB file per case) are supported")
     name = str(next(iter(channels.values())))
     if modality not in ("unknown", "") and modality.upper() != name.upper():
         raise LabelDeclarationError(
