@@ -29,7 +29,7 @@ RULES = '''\
 
 rule threshold_predict:
     input:
-        dataset_json("{dataset}"),
+        dataset_json_of,
     output:
         directory(f"{RESULTS}/predictions/{{dataset}}/{{model}}"),
     log:

@@ -56,6 +56,10 @@ def trained_tracker_models():
 def dataset_dir(name):
     """The standard dataset a config dataset reads: entries that differ only in their
     evaluation protocol share one conversion (Config.data_name)."""
+    if name not in SPEC.datasets:
+        raise WorkflowError(
+            f"dataset_dir/dataset_json: '{name}' is no dataset of the config; a rule's input "
+            "for its {dataset} wildcard is the input function dataset_json_of")
     return f"{RESULTS}/datasets/{SPEC.data_name(name)}"
 
 
