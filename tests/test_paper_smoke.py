@@ -28,6 +28,7 @@ import pytest
 import test_datasets_fourteen as fourteen
 import torch
 import yaml
+from snakemake.utils import update_config
 
 from baselines.sam.model import build_sam
 from medsam2.data.download import sha256_of
@@ -41,16 +42,10 @@ VOLUME, IMAGE = (16, 16, 12), (16, 16)
 
 
 def merged_config() -> dict:
-    """paper.yaml with paper-smoke.yaml laid over it, merged as Snakemake merges them."""
-    def merge(base: dict, over: dict) -> dict:
-        out = dict(base)
-        for key, value in over.items():
-            out[key] = (merge(out[key], value) if isinstance(value, dict)
-                        and isinstance(out.get(key), dict) else value)
-        return out
-
+    """paper.yaml with paper-smoke.yaml laid over it, merged by Snakemake's own merge."""
     base, over = (yaml.safe_load(p.read_text()) for p in CONFIGS)
-    return merge(base, over)
+    update_config(base, over)
+    return base
 
 
 def write_registry(root: Path) -> Path:

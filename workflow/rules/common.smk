@@ -138,11 +138,6 @@ def registry_datasets():
     return datasets_with_source("registry")
 
 
-def local_datasets():
-    """Config dataset names that point at a local folder (bring your own data)."""
-    return datasets_with_source("local")
-
-
 def registry_key(name):
     """The registry key of a config dataset (`registry:` overrides the name)."""
     return SPEC.registry_key(name)
