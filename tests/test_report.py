@@ -28,7 +28,7 @@ from medsam2.data.layout import (
 )
 from medsam2.report import build, overlays, render, stats
 from medsam2.report.build import METRIC_COLUMNS
-from medsam2.report.files import report_files
+from medsam2.report.files import dataset_figure_files, report_files
 from medsam2.report.tables import ABLATION_STEPS, MISSING, load_reported
 from medsam2.spec import Config
 
@@ -504,6 +504,39 @@ def test_figures_and_overlays_are_written(tmp_path):
     assert [p.name for p in again] == [p.name for p in paths]
     for first, second in zip(paths, again, strict=True):
         assert first.read_bytes() == second.read_bytes(), first.name
+
+
+def test_a_dataset_s_figures_drawn_alone_equal_the_report_s(tmp_path):
+    """The workflow draws each dataset's figures in a job of its own, from that dataset's
+    metrics files only; they are the report's own figures, byte for byte, and the report
+    drawn without them lists them all the same."""
+    from medsam2.evaluate import evaluate_dataset
+
+    root, preds, mdir = tmp_path / "datasets", tmp_path / "predictions", tmp_path / "metrics"
+    config = tiny_datasets(root, preds)
+    for d in config["datasets"]:
+        for m in config["models"]:
+            evaluate_dataset(root / d, preds / d / m, d, m, mdir / d / f"{m}.csv")
+    cfg = write_config(tmp_path / "config.resolved.json", config)
+    whole = tmp_path / "whole"
+    build.build_report(mdir, cfg, whole, root, preds, n_boot=50)
+    split = tmp_path / "split"
+    written = build.build_report(mdir, cfg, split, root, preds, n_boot=50,
+                                 with_dataset_figures=False)
+    assert not list((split / "figures").glob("synth*"))
+    assert (split / "report.md").read_text() == (whole / "report.md").read_text()
+    for dataset in config["datasets"]:
+        figs = build.build_dataset_figures(mdir, cfg, dataset, split, root, preds)
+        assert sorted(p.relative_to(split).as_posix() for p in figs) == sorted(
+            dataset_figure_files(dataset))
+        for p in figs:
+            assert p.read_bytes() == (whole / p.relative_to(split)).read_bytes(), p.name
+    names = {p.relative_to(split).as_posix() for p in written}
+    assert names == set(report_files(build.load_config(cfg), dataset_figures=False))
+    assert names | {n for d in config["datasets"] for n in dataset_figure_files(d)} == set(
+        report_files(build.load_config(cfg)))
+    with pytest.raises(ValueError, match="config.resolved.json: no dataset 'nope'"):
+        build.build_dataset_figures(mdir, cfg, "nope", split, root, preds)
 
 
 STUB_SNAKEFILE = """configfile: "config.yaml"

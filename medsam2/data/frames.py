@@ -13,15 +13,20 @@ plain 0..255 -> 0..1 of natural images, so that colour and grey datasets are pre
 alike: one 0.5-99.5 percentile window per image, computed over all three channels
 together, so the mapping is the same linear one for R, G and B (hue kept; a window per
 channel would shift the colours). A stack is (T, H, W) grey or (T, H, W, 3) colour.
+
+torch is imported by the functions that make tensors: the prompts stage and the report
+read the slicing axis from here, in processes that need no torch (about 2 s to import).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -81,6 +86,8 @@ def is_colour_stack(stack: np.ndarray) -> bool:
 
 def channels_first(stack: np.ndarray) -> torch.Tensor:
     """(T, H, W) grey -> (T, 1, H, W); (T, H, W, 3) colour -> (T, 3, H, W), float32."""
+    import torch
+
     x = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))
     if is_colour_stack(stack):
         return x.permute(0, 3, 1, 2)
@@ -99,8 +106,11 @@ def unslice(stack: np.ndarray, axis: int, ndim: int) -> np.ndarray:
 def to_model_frames(stack01: np.ndarray, image_size: int) -> torch.Tensor:
     """(T, H, W) or (T, H, W, 3) in [0, 1] -> (T, 3, S, S) float tensor normalised for the
     image encoder: grey repeated to R, G and B, colour as its own R, G, B."""
+    import torch
+
     x = channels_first(stack01)
-    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    x = torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="bilinear",
+                                        align_corners=False)
     x = x.expand(-1, 3, -1, -1)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -109,11 +119,16 @@ def to_model_frames(stack01: np.ndarray, image_size: int) -> torch.Tensor:
 
 def to_model_masks(stack: np.ndarray, image_size: int) -> torch.Tensor:
     """(T, H, W) binary -> (T, 1, S, S) float {0, 1} (nearest neighbour)."""
+    import torch
+
     x = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[:, None]
-    return F.interpolate(x, size=(image_size, image_size), mode="nearest")
+    return torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="nearest")
 
 
 def logits_to_original(logits: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     """(T, 1, h, w) logits -> (T, H, W) logits at the original slice size (bilinear)."""
-    out = F.interpolate(logits.float(), size=hw, mode="bilinear", align_corners=False)
+    import torch
+
+    out = torch.nn.functional.interpolate(logits.float(), size=hw, mode="bilinear",
+                                          align_corners=False)
     return out[:, 0]

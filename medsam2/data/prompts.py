@@ -18,14 +18,17 @@ import json
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from scipy import ndimage
 
 from medsam2 import protocols
 from medsam2.data.frames import sequence_axis
 from medsam2.fileio import FileFormatError, read_json
+
+if TYPE_CHECKING:
+    import torch
 
 PROMPT_KINDS = ("click", "box", "mask")
 #: the prompt of a drawn frame that does not show the object: an all-zero mask, as the
@@ -51,6 +54,8 @@ class Prompt:
         self, hw: tuple[int, int], image_size: int, gt_slice: np.ndarray | None = None
     ) -> tuple[dict | None, torch.Tensor | None]:
         """(point_inputs, mask_inputs) for ``SAM2Base.track_step`` at the model's size."""
+        import torch  # here: computing prompts (the prompts stage) needs no torch
+
         if self.kind == EMPTY:
             return None, torch.zeros(1, 1, image_size, image_size)
         if self.kind == "mask":

@@ -24,7 +24,7 @@ from medsam2.data.layout import LayoutError, StandardDataset
 from medsam2.evaluate import BothEmpty, summarise
 from medsam2.fileio import read_csv, read_json, read_yaml
 from medsam2.report import figures, overlays, render, stats
-from medsam2.report.files import figures_left_out
+from medsam2.report.files import figures_left_out, report_files
 from medsam2.report.tables import (
     MISSING,
     POOLED,
@@ -60,10 +60,14 @@ def main_model(config: Config) -> str | None:
     return (named or list(config.models) or [None])[0]
 
 
-def load_metrics(metrics_dir: Path, config: Config) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """All configured metrics CSVs concatenated, and the pairs that have no file."""
+def load_metrics(metrics_dir: Path, config: Config, datasets: list[str] | None = None
+                 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """The configured metrics CSVs (of ``datasets``, default all) concatenated, and the
+    pairs that have no file."""
     frames, missing = [], []
     for dataset, model in config.model_dataset_pairs():
+        if datasets is not None and dataset not in datasets:
+            continue
         path = metrics_dir / dataset / f"{model}.csv"
         if not path.is_file():
             missing.append((dataset, model))
@@ -195,11 +199,49 @@ def build_tables(ctx: Context) -> list[Table]:
     return build_table1(ctx) + build_table2(ctx) + build_table3(ctx)
 
 
+def dataset_figures(config: Config, rows: pd.DataFrame, dataset: str, fig_dir: Path,
+                    datasets_dir: Path | None, predictions_dir: Path | None) -> list[Path]:
+    """One dataset's figures (``dataset_figure_files``) from its per-row values: the Dice
+    and HD95 boxes per case, and overlays of the main model's best, median and worst case."""
+    models = models_on(config, [dataset])
+    written = figures.per_case_figure(rows, dataset, models, fig_dir / f"{dataset}_per_case")
+    base = fig_dir / f"{dataset}_overlays"
+    main = main_model(config)
+    if datasets_dir is None or predictions_dir is None or main is None:
+        return written + figures.note_figure(f"{dataset}: overlays", "no --datasets-dir / "
+                                             "--predictions-dir given", base)
+    return written + overlays.overlay_figure(datasets_dir / config.data_name(dataset),
+                                             predictions_dir, dataset, models, main,
+                                             stats.per_case_values(rows), base)
+
+
+def build_dataset_figures(metrics_dir: Path | str, config_path: Path | str, dataset: str,
+                          out_dir: Path | str, datasets_dir: Path | str | None = None,
+                          predictions_dir: Path | str | None = None) -> list[Path]:
+    """One dataset's figures from its own metrics files only: in the workflow a job per
+    dataset, which starts as soon as that dataset is evaluated and runs beside the others,
+    so the report itself waits for its tables only (overlays read every model's
+    predictions of three cases: minutes for a large 3D dataset)."""
+    config = load_config(config_path)
+    if dataset not in config.datasets:
+        raise ValueError(f"{config_path}: no dataset {dataset!r} in the config "
+                         f"(datasets: {', '.join(config.datasets)})")
+    metrics, _ = load_metrics(Path(metrics_dir), config, [dataset])
+    rows = stats.per_row_values(metrics, config.evaluate.hd95_penalty,
+                                config.evaluate.both_empty)
+    return dataset_figures(config, rows, dataset, Path(out_dir) / "figures",
+                           Path(datasets_dir) if datasets_dir else None,
+                           Path(predictions_dir) if predictions_dir else None)
+
+
 def build_report(metrics_dir: Path | str, config_path: Path | str, out_dir: Path | str,
                  datasets_dir: Path | str | None = None,
                  predictions_dir: Path | str | None = None,
-                 reported_path: Path | str | None = None, n_boot: int = 2000) -> list[Path]:
-    """Write every file of ``report_files`` under ``out_dir``; return their paths."""
+                 reported_path: Path | str | None = None, n_boot: int = 2000,
+                 with_dataset_figures: bool = True) -> list[Path]:
+    """Write every file of ``report_files`` under ``out_dir``; return their paths. Without
+    ``with_dataset_figures`` the per-dataset figures are left to ``build_dataset_figures``
+    (the workflow's jobs per dataset); report.md lists them either way."""
     out_dir = Path(out_dir)
     datasets_dir = Path(datasets_dir) if datasets_dir else None
     predictions_dir = Path(predictions_dir) if predictions_dir else None
@@ -232,17 +274,9 @@ def build_report(metrics_dir: Path | str, config_path: Path | str, out_dir: Path
     written.append(out_dir / "stats.csv")
 
     fig_dir = out_dir / "figures"
-    for dataset in config.datasets:
-        models = models_on(ctx, [dataset])
-        written += figures.per_case_figure(rows, dataset, models, fig_dir / f"{dataset}_per_case")
-        base = fig_dir / f"{dataset}_overlays"
-        if datasets_dir is None or predictions_dir is None or main is None:
-            written += figures.note_figure(f"{dataset}: overlays", "no --datasets-dir / "
-                                           "--predictions-dir given", base)
-        else:
-            written += overlays.overlay_figure(datasets_dir / config.data_name(dataset),
-                                               predictions_dir, dataset, models, main,
-                                               per_case, base)
+    for dataset in config.datasets if with_dataset_figures else ():
+        written += dataset_figures(config, rows[rows["dataset"] == dataset], dataset, fig_dir,
+                                   datasets_dir, predictions_dir)
     by_name = {t.name: t for t in tables}
     left_out = figures_left_out(config)
     if "ablation" not in left_out:
@@ -253,7 +287,7 @@ def build_report(metrics_dir: Path | str, config_path: Path | str, out_dir: Path
     parts = [summary_markdown(summary, notes)]
     parts += [(out_dir / f"{t.name}.md").read_text(encoding="utf-8") for t in tables]
     parts.append("### Figures\n\n" + "\n".join(
-        [f"- [{p.name}](figures/{p.name})" for p in written if p.suffix == ".png"]
+        [f"- [{Path(n).name}]({n})" for n in report_files(config) if n.endswith(".png")]
         + [f"- {stem}: not drawn, {why}." for stem, why in left_out.items()]))
     (out_dir / "report.md").write_text("\n".join(parts) + "\n", encoding="utf-8")
     written.append(out_dir / "report.md")
@@ -262,8 +296,15 @@ def build_report(metrics_dir: Path | str, config_path: Path | str, out_dir: Path
 
 # ----------------------------------------------------------------------------- CLI
 def _run(args: argparse.Namespace) -> int:
+    if args.figures_of:
+        paths = build_dataset_figures(args.metrics_dir, args.config, args.figures_of,
+                                      args.out_dir, args.datasets_dir, args.predictions_dir)
+        print(f"medsam2 report: wrote {len(paths)} figures of {args.figures_of} under "
+              f"{args.out_dir}")
+        return 0 if all(p.is_file() for p in paths) else 1
     paths = build_report(args.metrics_dir, args.config, args.out_dir, args.datasets_dir,
-                         args.predictions_dir, args.reported, args.n_boot)
+                         args.predictions_dir, args.reported, args.n_boot,
+                         with_dataset_figures=not args.without_dataset_figures)
     print(f"medsam2 report: wrote {len(paths)} files under {args.out_dir}")
     summary = pd.read_csv(Path(args.out_dir) / "summary.csv", dtype=str)
     print(summary.to_string(index=False))
@@ -285,4 +326,11 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reported", type=Path, default=None,
                    help="reported-numbers CSV (default: the paper's, shipped in the package)")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the CIs")
+    figs = p.add_mutually_exclusive_group()
+    figs.add_argument("--figures-of", metavar="DATASET", default=None,
+                      help="draw only this dataset's figures (per-case boxes, overlays) from "
+                           "its metrics files: the workflow's job per dataset")
+    figs.add_argument("--without-dataset-figures", action="store_true",
+                      help="leave the per-dataset figures to --figures-of jobs (report.md "
+                           "still lists them)")
     p.set_defaults(func=_run)

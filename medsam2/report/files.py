@@ -13,6 +13,8 @@ TABLES = ("table1", "table2", "table3")
 METRICS = ("dice", "hd95")
 #: every figure is written as a PNG (the HTML report) and a PDF (papers)
 EXTENSIONS = ("png", "pdf")
+#: figures drawn for each dataset entry
+DATASET_FIGURES = ("per_case", "overlays")
 
 
 def is_ablation(spec: ModelSpec) -> bool:
@@ -34,12 +36,20 @@ def figures_left_out(config: Config) -> dict[str, str]:
     return out
 
 
-def report_files(config: Config) -> list[str]:
-    """Every file ``build_report`` writes, relative to the output folder."""
+def dataset_figure_files(dataset: str) -> list[str]:
+    """One dataset's figures (per-case boxes, overlays), relative to the output folder."""
+    return [f"figures/{dataset}_{kind}.{ext}" for kind in DATASET_FIGURES for ext in EXTENSIONS]
+
+
+def report_files(config: Config, dataset_figures: bool = True) -> list[str]:
+    """Every file ``build_report`` writes, relative to the output folder; without the
+    per-dataset figures when those are drawn by jobs of their own (``dataset_figures``
+    False: the workflow's report rule)."""
     names = ["summary.csv", "summary.md", "summary.html", "stats.csv", "report.md"]
     names += [f"{t}_{m}.{ext}" for t in TABLES for m in METRICS
               for ext in ("csv", "md", "tex", "html")]
-    stems = [f"{d}_{kind}" for d in config.datasets for kind in ("per_case", "overlays")]
-    stems += [s for s in ("ablation", "reported_vs_ours") if s not in figures_left_out(config)]
+    if dataset_figures:
+        names += [n for d in config.datasets for n in dataset_figure_files(d)]
+    stems = [s for s in ("ablation", "reported_vs_ours") if s not in figures_left_out(config)]
     names += [f"figures/{s}.{ext}" for s in stems for ext in EXTENSIONS]
     return names

@@ -329,12 +329,12 @@ def table2_datasets(ctx: Context) -> list[str]:
     return matched or list(ctx.datasets)
 
 
-def models_on(ctx: Context, datasets: list[str], ablation: bool = False) -> list[str]:
+def models_on(config: Config, datasets: list[str], ablation: bool = False) -> list[str]:
     """Configured models run on any of ``datasets``; ablation variants only in Table 3."""
-    main = ctx.report_cfg.main_model
+    main = config.report.main_model
     out = []
-    for name, cfg in ctx.models.items():
-        if not set(ctx.model_datasets(name)) & set(datasets):
+    for name, cfg in config.models.items():
+        if not set(config.model_datasets(name)) & set(datasets):
             continue
         if ablation == is_ablation(cfg) or (not ablation and name == main):
             out.append(name)
@@ -381,7 +381,7 @@ def build_table1(ctx: Context) -> list[Table]:
                         d, lab, key, smap.get(lab, lab)) for lab in ctx.labels.get(d, [])]
         cols.append(Column(f"{prefix}mean", None, POOLED, key, "mean", mean_of=d))
     return paper_tables(ctx, "table1", f"Table 1 analogue (per structure, {', '.join(shown)})",
-                        cols, models_on(ctx, shown), "table1_btcv", "Table 1", shown)
+                        cols, models_on(ctx.config, shown), "table1_btcv", "Table 1", shown)
 
 
 def build_table2(ctx: Context) -> list[Table]:
@@ -393,7 +393,7 @@ def build_table2(ctx: Context) -> list[Table]:
     extra = [f"Not in the paper's Table 2 (see summary.md): {', '.join(left_out)}."] \
         if left_out else []
     return paper_tables(ctx, "table2", "Table 2 analogue (per task)", cols,
-                        models_on(ctx, datasets), "table2_zero_shot", "Table 2", datasets,
+                        models_on(ctx.config, datasets), "table2_zero_shot", "Table 2", datasets,
                         extra=extra)
 
 
@@ -404,7 +404,7 @@ def build_table3(ctx: Context) -> list[Table]:
     it is one, on the ablation's datasets) fills the row, so that no config has to
     predict twice with the same weights and settings.
     """
-    models = sorted(models_on(ctx, list(ctx.datasets), ablation=True),
+    models = sorted(models_on(ctx.config, list(ctx.datasets), ablation=True),
                     key=lambda m: ablation_rank(ctx.models[m]))
     rep = ctx.reported[ctx.reported["table"] == "table3_ablation"]
     datasets = [d for d, cfg in ctx.datasets.items()

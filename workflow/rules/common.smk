@@ -9,7 +9,7 @@ import shlex
 from pathlib import Path
 
 from medsam2.model.checkpoints import OFFICIAL as OFFICIAL_CHECKPOINTS
-from medsam2.report.files import report_files
+from medsam2.report.files import dataset_figure_files, report_files
 from medsam2.spec import Config, JobResources, SpecError
 from medsam2.typed import to_plain
 
@@ -109,6 +109,12 @@ def model_dataset_pairs():
 
 def all_metrics_files():
     return [f"{RESULTS}/metrics/{d}/{m}.csv" for d, m in model_dataset_pairs()]
+
+
+def dataset_metrics_files(wildcards):
+    """The metrics files of one dataset entry, every model configured on it."""
+    return [f"{RESULTS}/metrics/{d}/{m}.csv" for d, m in model_dataset_pairs()
+            if d == wildcards.dataset]
 
 
 def sensitivity_files():
