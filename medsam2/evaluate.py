@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from medsam2.data.layout import LayoutError, StandardDataset, Volume, check_label, read_volume
 from medsam2.metrics import STATUS_BOTH_EMPTY, image_diagonal_mm, label_metrics
+from medsam2.spec import BothEmpty
 
 COLUMNS = (
     "dataset", "model", "case", "label", "label_value", "dice", "iou", "hd95_mm",
@@ -47,8 +48,7 @@ SUMMARY_COLUMNS = (
 AFFINE_ATOL = 1e-3
 UNDEFINED_HD95 = ("empty_gt", "empty_pred")
 #: what a label absent from both ground truth and prediction scores (``evaluate.both_empty``)
-BOTH_EMPTY_POLICIES = ("exclude", "one")
-BothEmpty = Literal["exclude", "one"]
+BOTH_EMPTY_POLICIES: tuple[str, ...] = get_args(BothEmpty)
 
 
 class EvaluationError(RuntimeError):

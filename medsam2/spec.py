@@ -19,6 +19,7 @@ import importlib.util
 import json
 import sys
 from collections.abc import Mapping
+from dataclasses import MISSING as MISSING_FIELD
 from dataclasses import dataclass, field, fields, replace
 from functools import cache
 from pathlib import Path
@@ -55,6 +56,10 @@ VideoKind = Literal["twins", "nested", "nested-vanish", "nested-grow", "pairs"]
 
 
 # -- datasets -----------------------------------------------------------------------------
+
+
+#: what a label absent from both ground truth and prediction of a case scores
+BothEmpty = Literal["exclude", "one"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -227,9 +232,26 @@ class ModelSpec:
     footnote: str | None = knob(None, help="a line under every table with this model's row "
                                            "(e.g. how its prompts differ)")
 
+    #: fields that name a model's row, list the entries it is evaluated on or size its
+    #: jobs: none changes what a job writes, so none is part of a job's params
+    NON_OUTPUT_FIELDS: ClassVar[tuple[str, ...]] = (
+        "paper_name", "datasets", "footnote", "ablation", "resources")
+
     def job_resources(self, stage: str) -> JobResources:
         """The resources of this model's ``stage`` job, every field set."""
         raise NotImplementedError
+
+    def job_spec(self) -> ModelSpec:
+        """This spec as a job's params (the JSON its command reads): the fields of
+        ``NON_OUTPUT_FIELDS`` at their defaults, so that renaming a row, evaluating on one
+        more dataset or asking for more memory after an out-of-memory kill re-runs no
+        finished prediction or nnU-Net training."""
+        reset = {}
+        for f in fields(self):
+            if f.name in self.NON_OUTPUT_FIELDS:
+                reset[f.name] = f.default if f.default_factory is MISSING_FIELD else (
+                    f.default_factory())
+        return replace(self, **reset)
 
     def check_config(self, config: Config, path: str) -> None:
         """Checks against the rest of the config (datasets named, weights found)."""
@@ -515,7 +537,7 @@ class EvaluateSpec:
     # nnU-Net v2 (nnunetv2/evaluation/evaluate_predictions.py, compute_metrics) sets Dice and
     # IoU to NaN when tp + fp + fn == 0 and averages each label over cases with np.nanmean
     # (compute_metrics_on_folder), so a label absent from both masks is in no mean there.
-    both_empty: Literal["exclude", "one"] = knob(
+    both_empty: BothEmpty = knob(
         "exclude", help="a label absent from both ground truth and prediction of a case: "
                         "exclude (left out of every mean, as nnU-Net's evaluation does) or "
                         "one (scored Dice 1, IoU 1, HD95 0)")

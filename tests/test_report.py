@@ -146,6 +146,18 @@ def test_hand_fixture_table_values_bold_missing_and_footnotes(hand, tmp_path):
     assert organ_best in md_hd
 
 
+def test_the_footnote_names_the_commit_of_the_code_not_of_the_working_directory(
+        hand, tmp_path, monkeypatch):
+    """Snakemake runs with -d <results folder>, usually outside any checkout."""
+    repo = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                          text=True, check=False).stdout.strip()
+    if not head:
+        pytest.skip("not a git checkout")
+    monkeypatch.chdir(tmp_path)
+    assert build.provenance(build.load_config(hand[1]))["commit"] == head
+
+
 def test_summary_csv_and_missing_pair(hand, tmp_path):
     mdir, cfg = hand
     out = tmp_path / "report"

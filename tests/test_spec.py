@@ -265,6 +265,30 @@ def test_training_params_are_what_changes_the_weights():
     assert base.tracker("sam2-mini").for_dataset("mini3d").prediction_spec().image_size == 96
 
 
+def test_job_params_leave_out_names_evaluation_datasets_and_resources():
+    """A prediction's or nnU-Net training's params: renaming a row, adding an evaluation
+    dataset or raising memory re-runs nothing; an option of the model does."""
+    base = Config.from_dict(mini())
+    changed = mini()
+    for name in ("medsam2-mini", "nn"):
+        changed["models"][name].update(datasets=["mini3d"], paper_name="X", footnote="why",
+                                       resources={"mem_mb": 123456, "runtime": 999})
+    changed["models"]["medsam2-mini"]["ablation"] = True
+    other = Config.from_dict(changed)
+    for name in ("medsam2-mini", "nn"):
+        assert other.models[name] != base.models[name]
+        assert other.models[name].job_spec() == base.models[name].job_spec(), name
+    job = base.models["nn"].job_spec()
+    assert job.paper_name is None and job.datasets is None and job.footnote is None
+    tta = mini()
+    tta["models"]["nn"]["tta"] = not base.models["nn"].tta
+    assert Config.from_dict(tta).models["nn"].job_spec() != base.models["nn"].job_spec()
+    orient = mini()
+    orient["models"]["medsam2-mini"]["orientations"] = {"axes": [0, 2]}
+    assert Config.from_dict(orient).tracker("medsam2-mini").job_spec() != \
+        base.tracker("medsam2-mini").job_spec()
+
+
 def test_resources_default_by_model_size_and_override_per_stage():
     tiny = parse(TrackerSpec, {"kind": "medsam2", "checkpoint": "c.pt"})
     assert tiny.job_resources("train") == JobResources(gpu=0, mem_mb=4000, runtime=60,

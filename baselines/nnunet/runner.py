@@ -238,10 +238,11 @@ def _check_pools(name: str, configuration: str, planned: dict) -> None:
 
 def _write_splits(preprocessed: Path, train_ids: list[str]) -> None:
     """nnU-Net's own seeded 5-fold split, written once here rather than by the first of
-    several trainers that may start at the same time (same content, no race)."""
-    from nnunetv2.utilities.crossval_split import generate_crossval_split
-
+    several trainers that may start at the same time (same content, no race). Fewer than
+    five training cases allow no five folds (``folds: all`` only): nothing to write."""
     if len(train_ids) >= 5:
+        from nnunetv2.utilities.crossval_split import generate_crossval_split  # sklearn, 1 s
+
         splits = generate_crossval_split(sorted(train_ids), seed=12345, n_splits=5)
         (preprocessed / "splits_final.json").write_text(json.dumps(splits, indent=2) + "\n")
 

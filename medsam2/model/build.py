@@ -11,7 +11,6 @@ lists the keys.
 
 from __future__ import annotations
 
-import subprocess
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from omegaconf import OmegaConf
 
 from medsam2.model.medsam2_base import MedSAM2Base
 from medsam2.model.memory import build_policy
+from medsam2.provenance import code_version
 from medsam2.spec import TrackerSpec
 
 #: arch name -> (package, path of the YAML inside it)
@@ -164,17 +164,6 @@ def load_checkpoint(model: torch.nn.Module, path: Path | str) -> dict[str, Any]:
     ckpt = read_checkpoint(path)
     load_state_strictly(model, ckpt["model"], path)
     return ckpt
-
-
-def code_version() -> str:
-    """The git commit of this checkout (``unknown`` outside a repository)."""
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def save_checkpoint(path: Path | str, model: torch.nn.Module, config: dict, **state: Any) -> Path:

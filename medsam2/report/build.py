@@ -14,7 +14,6 @@ import argparse
 import hashlib
 import html
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import pandas as pd
 from medsam2.data.layout import LayoutError, StandardDataset
 from medsam2.evaluate import BothEmpty, summarise
 from medsam2.fileio import read_csv, read_json, read_yaml
+from medsam2.provenance import code_version
 from medsam2.report import figures, overlays, render, stats
 from medsam2.report.files import figures_left_out, report_files
 from medsam2.report.tables import (
@@ -110,13 +110,8 @@ def dataset_labels(config: Config, metrics: pd.DataFrame, datasets_dir: Path | N
 
 
 def provenance(config: Config) -> dict[str, str]:
-    """Git commit of the working directory ("unknown" outside git) and the config hash."""
-    try:
-        res = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10, check=False)
-        commit = res.stdout.strip() if res.returncode == 0 and res.stdout.strip() else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        commit = "unknown"
+    """Git commit of the medsam2 code ("unknown" outside git) and the config hash."""
+    commit = code_version()
     canonical = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
     return {"commit": commit, "config_hash": hashlib.sha256(canonical.encode()).hexdigest()[:12]}
 

@@ -82,10 +82,12 @@ def spec_json(spec):
 
 
 def model_json(name, dataset=None):
-    """A model's normalised spec as JSON; with a dataset, as it predicts that dataset (its
-    `predict` options where they apply, so other datasets' options never re-run it)."""
+    """A model's normalised spec as JSON, what its jobs' outputs depend on only (names,
+    evaluation datasets and resources left out); with a dataset, as it predicts that
+    dataset (its `predict` options where they apply, so other datasets' options never
+    re-run it)."""
     spec = SPEC.models[name]
-    return spec_json(spec if dataset is None else spec.for_dataset(dataset))
+    return spec_json((spec if dataset is None else spec.for_dataset(dataset)).job_spec())
 
 
 def training_json(name):
