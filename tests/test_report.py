@@ -488,15 +488,21 @@ def test_key_slices_and_case_picks():
         ("best", "b"), ("median", "a"), ("worst", "c")]
 
 
-def test_figures_and_overlays_are_written(tmp_path):
-    from medsam2.evaluate import evaluate_dataset  # the real scorer makes the metrics CSVs
+def scored_tiny(tmp_path: Path) -> tuple[Path, Path, Path, dict, Path]:
+    """tiny_datasets scored by the real scorer: (datasets, predictions, metrics folders,
+    the config, its resolved JSON)."""
+    from medsam2.evaluate import evaluate_dataset
 
     root, preds, mdir = tmp_path / "datasets", tmp_path / "predictions", tmp_path / "metrics"
     config = tiny_datasets(root, preds)
     for d in config["datasets"]:
         for m in config["models"]:
             evaluate_dataset(root / d, preds / d / m, d, m, mdir / d / f"{m}.csv")
-    cfg = write_config(tmp_path / "config.resolved.json", config)
+    return root, preds, mdir, config, write_config(tmp_path / "config.resolved.json", config)
+
+
+def test_figures_and_overlays_are_written(tmp_path):
+    root, preds, mdir, config, cfg = scored_tiny(tmp_path)
     out = tmp_path / "report"
     paths = build.build_report(mdir, cfg, out, root, preds, n_boot=200)
     figs = [p for p in paths if p.parent.name == "figures"]
@@ -522,14 +528,7 @@ def test_a_dataset_s_figures_drawn_alone_equal_the_report_s(tmp_path):
     """The workflow draws each dataset's figures in a job of its own, from that dataset's
     metrics files only; they are the report's own figures, byte for byte, and the report
     drawn without them lists them all the same."""
-    from medsam2.evaluate import evaluate_dataset
-
-    root, preds, mdir = tmp_path / "datasets", tmp_path / "predictions", tmp_path / "metrics"
-    config = tiny_datasets(root, preds)
-    for d in config["datasets"]:
-        for m in config["models"]:
-            evaluate_dataset(root / d, preds / d / m, d, m, mdir / d / f"{m}.csv")
-    cfg = write_config(tmp_path / "config.resolved.json", config)
+    root, preds, mdir, config, cfg = scored_tiny(tmp_path)
     whole = tmp_path / "whole"
     build.build_report(mdir, cfg, whole, root, preds, n_boot=50)
     split = tmp_path / "split"
