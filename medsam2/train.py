@@ -204,6 +204,17 @@ def param_groups(model: torch.nn.Module, tcfg: TrainSpec) -> list[dict]:
     return [{"params": ps, "lr": tcfg.lr * scale} for scale, ps in groups.items()]
 
 
+def unmatched_prefixes(model: torch.nn.Module, tcfg: TrainSpec) -> list[str]:
+    """``train.freeze`` / ``train.lr_scale`` prefixes that name no parameter of this model:
+    a typo there would freeze or slow down nothing, silently. Not an error, because a
+    recipe written for one architecture may name a part another lacks (SAM 2's
+    ``no_obj_ptr`` exists only where object pointers are scored, not in the tiny one)."""
+    names = [n for n, _ in model.named_parameters()]
+    return [f"train.{key}: {prefix!r}" for key, prefixes in (("freeze", tcfg.freeze),
+                                                             ("lr_scale", tcfg.lr_scale))
+            for prefix in prefixes if not any(n.startswith(prefix) for n in names)]
+
+
 def lr_factor(step: int, total: int, warmup_fraction: float) -> float:
     """Linear warm-up to 1, then cosine decay to 0 (the paper's schedule)."""
     warmup = max(1, int(round(warmup_fraction * total)))
@@ -374,6 +385,8 @@ def train(
     image_size = model.image_size
     for name, p in model.named_parameters():
         p.requires_grad_(not any(name.startswith(f) for f in tcfg.freeze))
+    for unmatched in unmatched_prefixes(model, tcfg):
+        print(f"warning: {unmatched} matches no parameter of arch {spec.arch}: it does nothing")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(param_groups(model, tcfg), betas=(0.9, 0.999),
                                   weight_decay=tcfg.weight_decay)

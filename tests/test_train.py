@@ -17,6 +17,7 @@ from medsam2.train import (
     lr_factor,
     param_groups,
     train,
+    unmatched_prefixes,
 )
 from medsam2.typed import SpecError, parse, to_plain
 
@@ -139,6 +140,14 @@ def test_param_groups_scale_the_learning_rate_by_prefix():
     assert by_lr[min(by_lr)] == slow
     n_all = sum(1 for p in model.parameters() if p.requires_grad)
     assert sum(len(g["params"]) for g in groups) == n_all
+
+
+def test_freeze_and_lr_scale_prefixes_that_name_nothing_are_reported():
+    model = build_model("tiny", 64, {"policy": "fifo"}, seed=0)
+    cfg = TrainSpec(freeze=("image_encoder", "imag_encoder"),
+                    lr_scale={"memory_attention": 0.1, "memory_atention": 0.1})
+    assert unmatched_prefixes(model, cfg) == ["train.freeze: 'imag_encoder'",
+                                              "train.lr_scale: 'memory_atention'"]
 
 
 def test_unknown_train_key_is_rejected():
