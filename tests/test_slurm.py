@@ -170,7 +170,8 @@ def test_rerun_resumes_without_redoing_finished_outputs(scenario):
     b, c = scenario.b, scenario.c
     assert b.returncode == 0, _explain(b)
     assert set(scenario.mtimes_after_a) == {str(p) for p in _finished_outputs(scenario.root)}
-    assert set(b.jobs.values()) == {"train_tracker", "predict_tracker", "evaluate", "report"}
+    assert set(b.jobs.values()) == {"train_tracker", "predict_tracker", "evaluate",
+                                    "report_figures", "report"}
     for path, mtime in scenario.mtimes_after_a.items():
         assert Path(path).stat().st_mtime == mtime, f"{path} was redone"
     assert c.returncode == 0 and not c.jobs, _explain(c)
