@@ -183,7 +183,8 @@ def dataset_resources(name):
 
 
 def report_resources():
-    """The report reads every metrics file and draws overlays of every dataset."""
+    """The report reads every metrics file; its per-dataset figure jobs read three cases'
+    images and every model's predictions of them (sized as data jobs)."""
     real = any(s.source != "synthetic" for s in SPEC.datasets.values())
     return _DATASET_JOBS["real" if real else "synthetic"]
 
